@@ -1,0 +1,2 @@
+FLASK_APP=wsgi
+MAILPREFS_ENV=development

@@ -1,0 +1,36 @@
+"""mailprefs: send an organisation's email while keeping its privacy policy's promises."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from mailprefs import config as config_module
+
+__all__ = ["create_app"]
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: configuration, extensions, blueprints, CLI. Nothing else."""
+    instance_path = Path(
+        os.environ.get("MAILPREFS_INSTANCE_PATH") or config_module.ROOT / "instance"
+    )
+    app = Flask(
+        __name__,
+        instance_path=str(instance_path),
+        template_folder=str(config_module.ROOT / "templates"),
+        static_folder=str(config_module.ROOT / "mailprefs" / "static"),
+    )
+    settings = config_module.load()
+    settings.update(test_config or {})
+    app.config.update(config_module.finalise(settings, instance_path))
+
+    from mailprefs import cli, extensions, web
+
+    extensions.init_app(app)
+    web.init_app(app)
+    cli.init_app(app)
+    return app

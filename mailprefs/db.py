@@ -1,0 +1,163 @@
+"""Engine, sessions, the declarative Base and `transaction()`.
+
+SQLite and PostgreSQL are both first-class. On SQLite every transaction starts with
+`BEGIN IMMEDIATE`: several processes (web, scheduler, workers, `run-due`) write to one
+file, and a deferred transaction that later tries to write fails at once with
+SQLITE_BUSY instead of waiting. WAL lets readers run beside the one writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, MetaData, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+# Tables whose rows erasure blanks (see domain.subscribers.erase).
+ERASURE_TABLES = ("subscribers", "consent_events", "deliveries", "bounce_events", "complaints")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on both databases (SQLite would hand back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL", echo: bool = False) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            echo=echo,
+            connect_args={"timeout": 30, "check_same_thread": False},
+        )
+        _configure_sqlite(engine, sqlite_synchronous)
+        return engine
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _configure_sqlite(engine: Engine, synchronous: str) -> None:
+    if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+        raise ValueError("MAILPREFS_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL: a commit survives a crash of the process (kill -9); only an
+        # operating-system crash or power loss can undo the last commits. See README.
+        cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        # Erasure must not leave personal data readable in free pages of the file.
+        cursor.execute("PRAGMA secure_delete=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # IMMEDIATE takes the write lock up front; a session that only reads can ask
+        # for DEFERRED (Database.session(read_only=True)) and never blocks a writer.
+        mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Database:
+    """The engine and session factory of one app (or one worker process)."""
+
+    def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL") -> None:
+        self.url = url
+        self.engine = make_engine(url, sqlite_synchronous=sqlite_synchronous)
+        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        self.read_sessionmaker = sessionmaker(
+            self.engine.execution_options(sqlite_begin="DEFERRED"), expire_on_commit=False
+        )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def session(self, *, read_only: bool = False) -> Session:
+        """A new session. `read_only` sessions do not take SQLite's write lock."""
+        return (self.read_sessionmaker if read_only else self.sessionmaker)()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session whose work is committed on success and rolled back on error."""
+        session = self.sessionmaker()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def purge_erased(self, tables: tuple[str, ...] = ERASURE_TABLES) -> None:
+        """After an erasure commits, clear the old row versions out of the files.
+
+        SQLite: `secure_delete` already zeroes freed space; fold the write-ahead log
+        into the file and truncate it. PostgreSQL: VACUUM the tables, which prunes the
+        dead versions from the heap (indexes hold only the keyed hash, never an address).
+        """
+        if self.is_sqlite:
+            raw = self.engine.raw_connection()
+            try:
+                raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                raw.close()
+            return
+        self._vacuum(tables, full=False)
+
+    def compact(self, tables: tuple[str, ...] = ERASURE_TABLES) -> None:
+        """Rewrite the tables' files (PostgreSQL: VACUUM FULL), so no erased value is left
+        in the free space of a page. PostgreSQL's plain VACUUM frees old row versions but
+        leaves their bytes in place until the space is reused; SQLite needs no rewrite
+        (secure_delete zeroes freed space). Takes an exclusive lock while it runs."""
+        if not self.is_sqlite:
+            self._vacuum(tables, full=True)
+
+    def _vacuum(self, tables: tuple[str, ...], *, full: bool) -> None:
+        verb = "VACUUM FULL" if full else "VACUUM"
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for table in tables:
+                conn.exec_driver_sql(f"{verb} {table}")
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,2 @@
+from mailprefs import create_app
+app = create_app()
