@@ -1,0 +1,312 @@
+"""People: registration with consent, deactivation, erasure, children, export."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mailprefs import clock
+from mailprefs.domain import audit, consent, suppression
+from mailprefs.domain.addresses import address_hash, normalise
+from mailprefs.domain.consent import Evidence
+from mailprefs.domain.errors import Conflict, Gone, Invalid, NotFound
+from mailprefs.domain.models import (
+    ConsentAction,
+    Subscriber,
+    SubscriberStatus,
+    SuppressionReason,
+    Topic,
+)
+from mailprefs.domain.outbox_models import BounceEvent, Complaint, Delivery
+from mailprefs.domain.topics import get_topic
+
+MINIMUM_AGE = 13
+BIRTH_DATE_KEYS = ("birth_date", "birthdate", "date_of_birth", "dob")
+# Addresses once erased, or of a child, are never registered again by accident.
+NEVER_AGAIN = {SuppressionReason.ERASED, SuppressionReason.UNDERAGE}
+
+
+@dataclass
+class ConsentRequest:
+    topic: str
+    evidence: Evidence
+    action: ConsentAction = ConsentAction.OPT_IN
+
+
+def age_in_years(born: date, today: date) -> int:
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+def check_age(attributes: dict[str, Any], today: date) -> None:
+    """Refuse an intake that shows an age under 13 (Invalid names the attribute)."""
+    for key in BIRTH_DATE_KEYS:
+        if key not in attributes:
+            continue
+        raw = attributes[key]
+        try:
+            born = date.fromisoformat(raw) if isinstance(raw, str) else None
+        except ValueError:
+            born = None
+        if born is None or born > today:
+            raise Invalid.field(f"attributes.{key}", "must be a date in the past (YYYY-MM-DD)")
+        if age_in_years(born, today) < MINIMUM_AGE:
+            raise Invalid.field(
+                f"attributes.{key}",
+                f"we do not keep data about anyone under {MINIMUM_AGE}",
+            )
+    if "age" in attributes:
+        age = attributes["age"]
+        if isinstance(age, bool) or not isinstance(age, int) or not 0 <= age <= 150:
+            raise Invalid.field("attributes.age", "must be a whole number of years")
+        if age < MINIMUM_AGE:
+            raise Invalid.field(
+                "attributes.age", f"we do not keep data about anyone under {MINIMUM_AGE}"
+            )
+
+
+def find_by_public_id(
+    session: Session, public_id: str, *, allow_erased: bool = False
+) -> Subscriber:
+    """The person with this public id; Gone if erased (unless `allow_erased`)."""
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.public_id == public_id))
+    if subscriber is None:
+        raise NotFound("no subscriber with this id")
+    if subscriber.status == SubscriberStatus.ERASED and not allow_erased:
+        raise Gone("this person's data was erased; only the hash of the address is kept")
+    return subscriber
+
+
+def find_by_address(session: Session, address: str, hash_key: str) -> Subscriber | None:
+    """The person with this address (looked up through its keyed hash), or None."""
+    hashed = address_hash(normalise(address), hash_key)
+    return session.scalar(select(Subscriber).where(Subscriber.email_hash == hashed))
+
+
+def register(
+    session: Session,
+    *,
+    email: str,
+    attributes: dict[str, Any] | None,
+    consents: list[ConsentRequest],
+    hash_key: str,
+    evidence: Evidence,
+) -> tuple[Subscriber, bool]:
+    """Register a person (or re-register one), apply their consents. Returns (person, new?).
+
+    Everything is checked before anything is written, so a refusal stores nothing.
+    Re-registering a deactivated person reactivates the account: the only way back in.
+    """
+    address = normalise(email)
+    attributes = dict(attributes or {})
+    check_age(attributes, clock.now().date())
+    hashed = address_hash(address, hash_key)
+    blocking = suppression.active(session, hashed)
+    if blocking is not None and blocking.reason in NEVER_AGAIN:
+        raise Conflict(
+            "this address belonged to a person whose data was erased; it cannot be registered again"
+        )
+    topics: list[tuple[Topic, ConsentRequest]] = [
+        (get_topic(session, request.topic, f"consents.{i}.topic"), request)
+        for i, request in enumerate(consents)
+    ]
+    now = clock.now()
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.email_hash == hashed))
+    created = subscriber is None
+    if created:
+        subscriber = Subscriber(
+            email=address,
+            email_hash=hashed,
+            attributes=attributes,
+            status=SubscriberStatus.ACTIVE,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            with session.begin_nested():
+                session.add(subscriber)
+        except IntegrityError:
+            # Someone registered the same address a moment ago: treat it as existing.
+            created = False
+            subscriber = session.scalar(select(Subscriber).where(Subscriber.email_hash == hashed))
+            if subscriber is None:
+                raise
+    if not created:
+        if attributes:
+            subscriber.attributes = {**subscriber.attributes, **attributes}
+        subscriber.updated_at = now
+        if subscriber.status == SubscriberStatus.DEACTIVATED:
+            consent.account_event(session, subscriber, ConsentAction.REACTIVATE, evidence)
+    for topic, request in topics:
+        consent.change(session, subscriber, topic, request.action, request.evidence)
+    session.flush()
+    return subscriber, created
+
+
+def deactivate(
+    session: Session, subscriber: Subscriber, evidence: Evidence, reason: str = "by_user"
+) -> None:
+    """Opt out entirely: every marketing topic opted out, the account deactivated."""
+    if subscriber.status != SubscriberStatus.ACTIVE:
+        return
+    consent.opt_out_of_all_marketing(session, subscriber, evidence)
+    consent.account_event(
+        session,
+        subscriber,
+        ConsentAction.DEACTIVATE,
+        Evidence(**{**evidence.__dict__, "context": {"reason": reason}}),
+    )
+
+
+def erase(
+    session: Session,
+    subscriber: Subscriber,
+    *,
+    hash_key: str,
+    actor: str,
+    reason: str = "by_request",
+) -> bool:
+    """Erase a person's data; keep only the hash of the address on the suppression list.
+
+    Returns False if they were already erased. The caller commits, then calls
+    `Database.purge_erased()` so no old copy is left in the database files.
+    """
+    if subscriber.status == SubscriberStatus.ERASED:
+        return False
+    hashed = subscriber.email_hash or (
+        address_hash(subscriber.email, hash_key) if subscriber.email else None
+    )
+    if hashed:
+        suppression.add(
+            session,
+            hashed,
+            SuppressionReason.UNDERAGE if reason == "underage" else SuppressionReason.ERASED,
+            source="staff",
+            actor=actor,
+            evidence={"subscriber": subscriber.public_id},
+            supersede=True,
+        )
+    consent.blank_personal_fields(session, subscriber.id)
+    consent.account_event(
+        session,
+        subscriber,
+        ConsentAction.ERASE,
+        Evidence(source="staff", actor=actor, context={"reason": reason}),
+    )
+    subscriber.email = None
+    subscriber.email_hash = None
+    subscriber.attributes = {}
+    # Free text that may quote the address (SMTP answers, diagnostics, notes).
+    session.execute(
+        update(Delivery).where(Delivery.subscriber_id == subscriber.id).values(last_error=None)
+    )
+    session.execute(
+        update(BounceEvent)
+        .where(BounceEvent.subscriber_id == subscriber.id)
+        .values(diagnostic=None)
+    )
+    session.execute(
+        update(Complaint).where(Complaint.subscriber_id == subscriber.id).values(detail=None)
+    )
+    audit.record(
+        session,
+        actor,
+        "subscriber.erase",
+        target_type="subscriber",
+        target_id=subscriber.public_id,
+        detail={"reason": reason},
+    )
+    session.flush()
+    return True
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def export(session: Session, subscriber: Subscriber) -> dict[str, Any]:
+    """Everything held about one person, consent events and mail sent included."""
+    from mailprefs.domain.outbox_models import Campaign
+
+    deliveries = session.execute(
+        select(Delivery, Campaign)
+        .join(Campaign, Campaign.id == Delivery.campaign_id)
+        .where(Delivery.subscriber_id == subscriber.id)
+        .order_by(Delivery.id)
+    ).all()
+    suppressions = (
+        suppression.history(session, subscriber.email_hash) if subscriber.email_hash else []
+    )
+    complaints = session.scalars(
+        select(Complaint).where(Complaint.subscriber_id == subscriber.id).order_by(Complaint.id)
+    ).all()
+    bounces = session.scalars(
+        select(BounceEvent)
+        .where(BounceEvent.subscriber_id == subscriber.id)
+        .order_by(BounceEvent.id)
+    ).all()
+    return {
+        "id": subscriber.public_id,
+        "email": subscriber.email,
+        "status": subscriber.status.value,
+        "status_reason": subscriber.status_reason,
+        "attributes": subscriber.attributes,
+        "created_at": _iso(subscriber.created_at),
+        "updated_at": _iso(subscriber.updated_at),
+        "topics": {k: v.value for k, v in consent.states(session, subscriber).items()},
+        "consent_events": [event_json(e) for e in consent.history(session, subscriber)],
+        "messages": [
+            {
+                "campaign": campaign.public_id,
+                "kind": campaign.kind.value,
+                "topic": campaign.topic.slug,
+                "subject": campaign.subject,
+                "status": delivery.status.value,
+                "reason": delivery.reason,
+                "sent_at": _iso(delivery.sent_at),
+            }
+            for delivery, campaign in deliveries
+        ],
+        "suppressions": [
+            {
+                "reason": s.reason.value,
+                "source": s.source,
+                "created_at": _iso(s.created_at),
+                "lifted_at": _iso(s.lifted_at),
+            }
+            for s in suppressions
+        ],
+        "complaints": [
+            {
+                "id": c.public_id,
+                "source": c.source,
+                "status": c.status.value,
+                "created_at": _iso(c.created_at),
+            }
+            for c in complaints
+        ],
+        "bounces": [
+            {"kind": b.kind.value, "source": b.source, "occurred_at": _iso(b.occurred_at)}
+            for b in bounces
+        ],
+    }
+
+
+def event_json(event: consent.ConsentEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "topic": event.topic.slug if event.topic else None,
+        "action": event.action.value,
+        "source": event.source,
+        "ip": event.ip,
+        "user_agent": event.user_agent,
+        "policy_version": event.policy_version,
+        "actor": event.actor,
+        "context": event.context,
+        "at": _iso(event.occurred_at),
+        "recorded_at": _iso(event.recorded_at),
+    }
