@@ -1,0 +1,14 @@
+"""The web layer: thin blueprints that check access, call the domain and serialise."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    from mailprefs.web import errors, health
+    from mailprefs.web.api import bp as api_bp
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(api_bp)
+    errors.init_app(app)

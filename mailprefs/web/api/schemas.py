@@ -1,0 +1,146 @@
+"""Declared request and response bodies (pydantic): validation and the document's schemas."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from ipaddress import ip_address
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    StringConstraints,
+    WithJsonSchema,
+)
+
+
+def _ip(value: str) -> str:
+    try:
+        return str(ip_address(value))
+    except ValueError:
+        raise ValueError("not an IPv4 or IPv6 address") from None
+
+
+IpAddress = Annotated[
+    str,
+    StringConstraints(max_length=45),
+    AfterValidator(_ip),
+    WithJsonSchema({"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}),
+]
+# Checked by email-validator in the domain (it normalises too); documented as a format.
+EmailAddress = Annotated[
+    str,
+    StringConstraints(min_length=3, max_length=320),
+    WithJsonSchema({"type": "string", "format": "email", "maxLength": 320}),
+]
+
+_SLUG = r"^[a-z0-9][a-z0-9_-]*$"
+# The document lists the configured slugs of the kind named by `x-topic`.
+TopicSlug = Annotated[
+    str, Field(max_length=64, pattern=_SLUG, json_schema_extra={"x-topic": "any"})
+]
+MarketingTopicSlug = Annotated[
+    str, Field(max_length=64, pattern=_SLUG, json_schema_extra={"x-topic": "marketing"})
+]
+AdministrativeTopicSlug = Annotated[
+    str, Field(max_length=64, pattern=_SLUG, json_schema_extra={"x-topic": "administrative"})
+]
+# No control characters: these strings can end up in headers and logs.
+Line = Annotated[str, StringConstraints(max_length=512, pattern=r"^[^\x00-\x1f\x7f]*$")]
+AttributeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+AttributeValue = Annotated[str, StringConstraints(max_length=2000)] | int | float | bool | None
+TopicStateName = Literal["none", "pending", "opted_in", "opted_out"]
+SubscriberStatusName = Literal["active", "deactivated", "erased"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ConsentIn(Strict):
+    """A consent the client recorded, with its evidence (marketing topics only)."""
+
+    topic: MarketingTopicSlug
+    source: Literal["api", "import", "web_form", "staff"]
+    ip: IpAddress | None = None
+    user_agent: Line | None = None
+    at: AwareDatetime | None = Field(default=None, description="when consent was given")
+
+
+class SubscriberIn(Strict):
+    email: EmailAddress
+    attributes: dict[AttributeName, AttributeValue] = Field(default_factory=dict, max_length=50)
+    consents: list[ConsentIn] = Field(default_factory=list, max_length=50)
+
+
+class ConsentChangeIn(ConsentIn):
+    action: Literal["opt_in", "opt_out"]
+
+
+class TopicOut(BaseModel):
+    slug: str
+    name: str
+    kind: Literal["marketing", "administrative"]
+    double_opt_in: bool
+
+
+class TopicList(RootModel[list[TopicOut]]):
+    pass
+
+
+class SubscriberOut(BaseModel):
+    """What any key may see: no address, no attributes."""
+
+    id: str
+    status: SubscriberStatusName
+    topics: dict[str, TopicStateName]
+
+
+class ConsentChangeOut(SubscriberOut):
+    changed: bool = Field(description="false when the person was already in that state")
+
+
+class ConsentEventOut(BaseModel):
+    id: int
+    topic: str | None
+    action: str
+    source: str
+    ip: str | None
+    user_agent: str | None
+    policy_version: str | None
+    actor: str | None
+    context: dict[str, Any] | None
+    at: datetime
+    recorded_at: datetime
+
+
+class SubscriberDetail(SubscriberOut):
+    """An ops view of one person: profile, topic states, consent history."""
+
+    email: str | None
+    status_reason: str | None
+    attributes: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    consent_history: list[ConsentEventOut]
+
+
+class SubscriberExport(BaseModel):
+    """Everything held about a person."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    email: str | None
+    status: SubscriberStatusName
+    attributes: dict[str, Any]
+    topics: dict[str, TopicStateName]
+    consent_events: list[ConsentEventOut]
+    messages: list[dict[str, Any]]
+    suppressions: list[dict[str, Any]]
+    complaints: list[dict[str, Any]]
+    bounces: list[dict[str, Any]]

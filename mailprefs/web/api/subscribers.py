@@ -1,0 +1,200 @@
+"""Subscribers: register with consent, read (ops), consent changes, erase, export."""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from mailprefs.domain import audit, consent, subscribers
+from mailprefs.domain.consent import Evidence
+from mailprefs.domain.models import ConsentAction, Subscriber, SubscriberStatus
+from mailprefs.domain.subscribers import ConsentRequest
+from mailprefs.domain.topics import get_topic
+from mailprefs.extensions import get_db
+from mailprefs.web.api import api
+from mailprefs.web.api.auth import Call
+from mailprefs.web.api.schemas import (
+    ConsentChangeIn,
+    ConsentChangeOut,
+    ConsentIn,
+    SubscriberDetail,
+    SubscriberExport,
+    SubscriberIn,
+    SubscriberOut,
+)
+
+MARKETING_OR_OPS = ("marketing", "ops")
+OPS = ("ops",)
+
+
+def _evidence(call: Call, consent_in: ConsentIn) -> Evidence:
+    # The IP and user agent are the person's, as the client saw them, never the client's.
+    return Evidence(
+        source=consent_in.source,
+        ip=consent_in.ip,
+        user_agent=consent_in.user_agent,
+        actor=call.actor,
+        occurred_at=consent_in.at,
+    )
+
+
+def summary(call: Call, subscriber: Subscriber) -> dict:
+    return {
+        "id": subscriber.public_id,
+        "status": subscriber.status.value,
+        "topics": {k: v.value for k, v in consent.states(call.session, subscriber).items()},
+    }
+
+
+def _hash_key() -> str:
+    return current_app.config["MAILPREFS_HASH_KEY"]
+
+
+@api.route(
+    "/subscribers",
+    "POST",
+    summary="Register a subscriber with consent evidence",
+    description="201 when created, 200 when the address was known (re-registering a "
+    "deactivated person reactivates them). An erased address answers 409 and stores "
+    "nothing; an intake showing an age under 13 answers 422 and stores nothing.",
+    roles=MARKETING_OR_OPS,
+    body=SubscriberIn,
+    responses={201: SubscriberOut, 200: SubscriberOut},
+    errors=(409,),
+    tag="subscribers",
+    links={
+        "GetSubscriber": "get_subscribers_public_id",
+        "ChangeConsent": "post_subscribers_public_id_consents",
+        "ExportSubscriber": "get_subscribers_public_id_export",
+        "EraseSubscriber": "delete_subscribers_public_id",
+    },
+)
+def create_subscriber(call: Call):
+    body: SubscriberIn = call.body
+    subscriber, created = subscribers.register(
+        call.session,
+        email=body.email,
+        attributes=body.attributes,
+        consents=[ConsentRequest(c.topic, _evidence(call, c)) for c in body.consents],
+        hash_key=_hash_key(),
+        evidence=Evidence(source="api", actor=call.actor),
+    )
+    reply = SubscriberOut(**summary(call, subscriber))
+    call.session.commit()
+    return (201 if created else 200), reply
+
+
+@api.route(
+    "/subscribers/<public_id>",
+    "GET",
+    summary="A subscriber's profile, topic states and consent history (audited)",
+    roles=OPS,
+    responses={200: SubscriberDetail},
+    tag="subscribers",
+)
+def get_subscriber(call: Call, public_id: str):
+    subscriber = subscribers.find_by_public_id(call.session, public_id)
+    audit.record(
+        call.session,
+        call.actor,
+        "subscriber.read",
+        target_type="subscriber",
+        target_id=public_id,
+        ip=call.ip,
+    )
+    reply = SubscriberDetail(
+        **summary(call, subscriber),
+        email=subscriber.email,
+        status_reason=subscriber.status_reason,
+        attributes=subscriber.attributes,
+        created_at=subscriber.created_at,
+        updated_at=subscriber.updated_at,
+        consent_history=[
+            subscribers.event_json(e) for e in consent.history(call.session, subscriber)
+        ],
+    )
+    call.session.commit()
+    return 200, reply
+
+
+@api.route(
+    "/subscribers/<public_id>/consents",
+    "POST",
+    summary="Record an opt-in or opt-out with its evidence",
+    description="Answers 201 with the new states; `changed` is false when the person "
+    "already was in that state (nothing is recorded twice). Opting in to a deactivated "
+    "account answers 409: only registering again opts in again.",
+    roles=MARKETING_OR_OPS,
+    body=ConsentChangeIn,
+    responses={201: ConsentChangeOut},
+    errors=(409,),
+    tag="subscribers",
+)
+def change_consent(call: Call, public_id: str):
+    body: ConsentChangeIn = call.body
+    subscriber = subscribers.find_by_public_id(call.session, public_id)
+    topic = get_topic(call.session, body.topic)
+    _state, event = consent.change(
+        call.session, subscriber, topic, ConsentAction(body.action), _evidence(call, body)
+    )
+    reply = ConsentChangeOut(**summary(call, subscriber), changed=event is not None)
+    call.session.commit()
+    return 201, reply
+
+
+@api.route(
+    "/subscribers/<public_id>",
+    "DELETE",
+    summary="Erase a subscriber's personal data",
+    description="Keeps only a one-way hash of the address on the suppression list. Idempotent.",
+    roles=OPS,
+    responses={204: None},
+    tag="subscribers",
+)
+def erase_subscriber(call: Call, public_id: str):
+    subscriber = subscribers.find_by_public_id(call.session, public_id, allow_erased=True)
+    subscribers.erase(call.session, subscriber, hash_key=_hash_key(), actor=call.actor)
+    call.session.commit()
+    get_db().purge_erased()
+    return 204, None
+
+
+@api.route(
+    "/subscribers/<public_id>/underage",
+    "POST",
+    summary="Mark a person as known to be under 13, which erases them",
+    roles=OPS,
+    responses={204: None},
+    tag="subscribers",
+)
+def mark_underage(call: Call, public_id: str):
+    subscriber = subscribers.find_by_public_id(call.session, public_id, allow_erased=True)
+    if subscriber.status != SubscriberStatus.ERASED:
+        subscribers.erase(
+            call.session, subscriber, hash_key=_hash_key(), actor=call.actor, reason="underage"
+        )
+    call.session.commit()
+    get_db().purge_erased()
+    return 204, None
+
+
+@api.route(
+    "/subscribers/<public_id>/export",
+    "GET",
+    summary="Everything held about a person, consent events included (audited)",
+    roles=OPS,
+    responses={200: SubscriberExport},
+    tag="subscribers",
+)
+def export_subscriber(call: Call, public_id: str):
+    subscriber = subscribers.find_by_public_id(call.session, public_id)
+    audit.record(
+        call.session,
+        call.actor,
+        "subscriber.export",
+        target_type="subscriber",
+        target_id=public_id,
+        ip=call.ip,
+    )
+    reply = SubscriberExport(**subscribers.export(call.session, subscriber))
+    call.session.commit()
+    return 200, reply

@@ -1,0 +1,68 @@
+"""App-wide error handlers: problem+json under /api/, a plain page everywhere else.
+
+App-wide because a blueprint's handler never sees routing errors (404, 405).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, g, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from mailprefs.domain.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from mailprefs.web.problems import problem
+
+log = logging.getLogger(__name__)
+
+DOMAIN_STATUS = {NotFound: 404, Conflict: 409, Forbidden: 403, Invalid: 422}
+
+
+def wants_problem() -> bool:
+    return request.path.startswith("/api/")
+
+
+def page(status: int, title: str, detail: str) -> tuple[str, int]:
+    return render_template("errors/error.html", status=status, title=title, detail=detail), status
+
+
+def _rollback() -> None:
+    session = g.get("mailprefs_session")
+    if session is not None:
+        session.rollback()
+
+
+def handle_http(exc: HTTPException) -> Response | tuple[str, int]:
+    _rollback()
+    status = exc.code or 500
+    headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+    if wants_problem():
+        detail = exc.description
+        if status == 429:
+            detail = f"rate limit exceeded ({exc.description}); retry later"
+        return problem(status, detail, headers=headers)
+    body, code = page(status, exc.name, exc.description or exc.name)
+    return Response(body, status=code, headers=headers, mimetype="text/html")
+
+
+def handle_domain(exc: DomainError) -> Response | tuple[str, int]:
+    _rollback()
+    status = next((s for cls, s in DOMAIN_STATUS.items() if isinstance(exc, cls)), 400)
+    if wants_problem():
+        errors = exc.errors if isinstance(exc, Invalid) else None
+        return problem(status, exc.detail, errors=errors)
+    return page(status, "This could not be done", exc.detail)
+
+
+def handle_unexpected(exc: Exception) -> Response | tuple[str, int]:
+    _rollback()
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    if wants_problem():
+        return problem(500, "an unexpected error occurred; it has been logged")
+    return page(500, "Something went wrong", "An unexpected error occurred. Please try again.")
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(HTTPException, handle_http)
+    app.register_error_handler(DomainError, handle_domain)
+    app.register_error_handler(Exception, handle_unexpected)
