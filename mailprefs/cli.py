@@ -1,0 +1,138 @@
+"""`flask --app wsgi mailprefs ...`: the commands ops and deployments run."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from mailprefs import migrate as migrations
+from mailprefs.domain import apikeys, audit, consent, users
+from mailprefs.domain.errors import DomainError
+from mailprefs.extensions import get_db
+
+group = AppGroup("mailprefs", help="mailprefs administration and processes.")
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def run_migrations() -> None:
+    database = get_db()
+    migrations.upgrade(database)
+    with database.transaction() as session:
+        changed = migrations.sync_reference_data(session, current_app.config)
+    click.echo(
+        "database is at the latest revision"
+        + (f"; updated: {', '.join(changed)}" if changed else "")
+    )
+
+
+@group.command("migrate")
+def migrate_command() -> None:
+    """Apply Alembic migrations and sync the topic catalogue."""
+    run_migrations()
+
+
+@click.command("db-upgrade")
+def db_upgrade_command() -> None:
+    """Apply Alembic migrations (same as `mailprefs migrate`)."""
+    run_migrations()
+
+
+@group.command("create-api-key")
+@click.option(
+    "--role", required=True, type=click.Choice(["marketing", "ops", "admin", "transactional"])
+)
+@click.option("--name", default=None, help="A label to recognise the key by.")
+def create_api_key(role: str, name: str | None) -> None:
+    """Create an API key; it is printed once, on the last line."""
+    with get_db().transaction() as session:
+        row, secret = apikeys.create(session, role, name)
+        audit.record(session, "cli", "api_key.create", target_type="api_key", target_id=row.prefix)
+        click.echo(f"created {row.role} key {row.prefix} ({row.name}); it is not shown again:")
+    click.echo(secret)
+
+
+@group.command("revoke-api-key")
+@click.argument("prefix")
+def revoke_api_key(prefix: str) -> None:
+    """Revoke the API key with this prefix (e.g. mp_1a2b3c4d)."""
+    try:
+        with get_db().transaction() as session:
+            row = apikeys.revoke(session, prefix)
+            audit.record(
+                session, "cli", "api_key.revoke", target_type="api_key", target_id=row.prefix
+            )
+    except DomainError as exc:
+        _fail(exc.detail)
+    click.echo(f"revoked {prefix}")
+
+
+@group.command("list-api-keys")
+def list_api_keys() -> None:
+    """List API keys (prefix, role, name, last use); never the secrets."""
+    with get_db().transaction() as session:
+        for row in apikeys.list_keys(session):
+            state = "revoked" if row.revoked_at else "active"
+            used = row.last_used_at.isoformat() if row.last_used_at else "never"
+            click.echo(f"{row.prefix}\t{row.role}\t{state}\tlast used {used}\t{row.name}")
+
+
+@group.command("create-user")
+@click.option("--email", required=True)
+@click.option("--role", required=True, type=click.Choice(["ops", "admin"]))
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+def create_user(email: str, role: str, password: str) -> None:
+    """Create a dashboard login."""
+    try:
+        with get_db().transaction() as session:
+            user = users.create(session, email, role, password)
+            audit.record(session, "cli", "user.create", target_type="user", target_id=str(user.id))
+    except DomainError as exc:
+        _fail(exc.detail)
+    click.echo(f"created {role} login {email}")
+
+
+@group.command("rebuild-consent")
+@click.option(
+    "--check", "mode", flag_value="check", default=True, help="Report differences (default)."
+)
+@click.option("--fix", "mode", flag_value="fix", help="Rewrite the projection from the ledger.")
+def rebuild_consent(mode: str) -> None:
+    """Rebuild topic states and account status from the consent ledger."""
+    with get_db().transaction() as session:
+        differences = consent.rebuild(session, fix=mode == "fix")
+    for diff in differences:
+        click.echo(f"{diff.subscriber}\t{diff.what}\tstored={diff.stored}\tledger={diff.rebuilt}")
+    verb = "fixed" if mode == "fix" else "found"
+    click.echo(f"{len(differences)} difference(s) {verb}")
+    if differences and mode == "check":
+        sys.exit(1)
+
+
+@group.command("seed-demo")
+def seed_demo() -> None:
+    """Load demo topics, subscribers with consent history, keys and a login (once)."""
+    from mailprefs.demo import seed
+
+    seed(current_app)
+
+
+@group.command("serve")
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", default=5000, type=int)
+def serve(host: str, port: int) -> None:
+    """Development: serve the web app (with the in-process worker and scheduler)."""
+    from mailprefs.devserver import run
+
+    run(current_app._get_current_object(), host, port)
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(group)
+    app.cli.add_command(db_upgrade_command)
