@@ -1,0 +1,1 @@
+"""Delivery: message building, transports, the outbox and the worker loop."""

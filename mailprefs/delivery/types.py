@@ -1,0 +1,65 @@
+"""The shapes that pass between the outbox, the message builder and the transports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StreamIdentity:
+    """Sender identity of one stream (marketing or administrative)."""
+
+    from_addr: str  # "Name <addr@domain>"
+    reply_to: str | None = None
+
+
+@dataclass(frozen=True)
+class DkimSettings:
+    domain: str
+    selector: str
+    private_key: bytes  # PEM
+
+
+@dataclass(frozen=True)
+class MessageSettings:
+    org_name: str
+    postal_address: str
+    base_url: str  # no trailing slash
+    privacy_url: str
+    marketing: StreamIdentity
+    administrative: StreamIdentity
+    list_id_domain: str
+    unsubscribe_mailto: str | None = None
+    dkim: DkimSettings | None = None
+
+
+@dataclass(frozen=True)
+class CampaignInfo:
+    """What the builder needs of a campaign; built once per campaign per batch."""
+
+    public_id: str
+    kind: str  # campaign | transactional | policy | confirmation
+    topic_slug: str
+    topic_name: str
+    topic_kind: str  # marketing | administrative
+    subject: str
+    text: str
+    html: str | None
+    # Extra, kind-specific data (confirmation: {"confirm_topic": slug}).
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecipientInfo:
+    public_id: str
+    email: str
+    attributes: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BuiltMessage:
+    raw: bytes
+    message_id: str  # with angle brackets
+    envelope_from: str  # bare address
+    to: str  # bare address
