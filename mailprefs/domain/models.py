@@ -239,9 +239,21 @@ class AuditEntry(Base):
 
 
 class User(Base):
-    """A dashboard login (ops or admin)."""
+    """A dashboard login (ops or admin). Speaks Flask-Login's user protocol."""
 
     __tablename__ = "users"
+    is_anonymous = False
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    def get_id(self) -> str:
+        return str(self.id)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)

@@ -92,6 +92,8 @@ class Campaign(Base):
     text_body: Mapped[str] = mapped_column(Text)
     html_body: Mapped[str | None] = mapped_column(Text)
     audience: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Kind-specific data: a confirmation's topic, a policy notice's version ...
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[CampaignStatus] = mapped_column(
         str_enum(CampaignStatus, "campaign_status"), default=CampaignStatus.DRAFT
     )
@@ -120,7 +122,8 @@ class Delivery(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
-    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"))
+    # NULL only for a message to an address nobody registered (blocked: unknown_recipient).
+    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id"))
     status: Mapped[DeliveryStatus] = mapped_column(str_enum(DeliveryStatus, "delivery_status"))
     # The gate's reason when blocked; the failure kind when failed.
     reason: Mapped[str | None] = mapped_column(String(32))
