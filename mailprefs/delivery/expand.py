@@ -1,0 +1,149 @@
+"""Expanding a campaign into the outbox: one delivery row per (campaign, person).
+
+Each batch is one `INSERT ... SELECT` over a keyset range of subscriber ids, with the
+gate's decision computed in SQL (`gate.reason_sql`), so nothing per person passes
+through Python and memory stays flat in the audience size. The checkpoint
+(`expanded_through`) moves in the same transaction as the rows it covers, so a crash
+resumes exactly where the last committed batch ended; the unique (campaign,
+subscriber) constraint makes a repeated batch harmless. A lease on the campaign row
+keeps two processes from expanding the same campaign at once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import case, func, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from mailprefs.db import UTCDateTime
+from mailprefs.domain import campaigns as campaign_rules
+from mailprefs.domain import gate
+from mailprefs.domain.models import Subscriber
+from mailprefs.domain.outbox_models import Campaign, CampaignStatus, Delivery, DeliveryStatus
+
+EXPANDABLE = (CampaignStatus.SENDING,)
+
+
+def pending_expansions(session: Session) -> list[int]:
+    return list(
+        session.scalars(
+            select(Campaign.id).where(
+                Campaign.status.in_(EXPANDABLE), Campaign.expansion_done.is_(False)
+            )
+        )
+    )
+
+
+def take_lease(session: Session, campaign_id: int, owner: str, now: datetime, seconds: int) -> bool:
+    """Hold the campaign's expansion lease (conditional UPDATE: one holder at a time)."""
+    result = session.execute(
+        update(Campaign)
+        .where(
+            Campaign.id == campaign_id,
+            Campaign.expansion_done.is_(False),
+            (Campaign.lease_owner == owner)
+            | Campaign.lease_until.is_(None)
+            | (Campaign.lease_until < now),
+        )
+        .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds))
+    )
+    return result.rowcount == 1
+
+
+def _insert(dialect: str):
+    return (postgresql if dialect == "postgresql" else sqlite).insert(Delivery.__table__)
+
+
+def expand_batch(
+    session: Session,
+    campaign: Campaign,
+    *,
+    owner: str,
+    now: datetime,
+    batch: int,
+    lease_seconds: int,
+) -> int:
+    """Add the next batch of delivery rows; returns how many subscribers it covered.
+
+    The caller commits after each call. Returns 0 when the campaign is fully expanded
+    (and marks it so), or -1 when the lease was lost to another process.
+    """
+    subscribers = Subscriber.__table__
+    after = campaign.expanded_through
+    upper = session.scalar(
+        select(subscribers.c.id)
+        .where(subscribers.c.id > after)
+        .order_by(subscribers.c.id)
+        .offset(batch - 1)
+        .limit(1)
+    )
+    if upper is None:
+        upper = session.scalar(select(func.max(subscribers.c.id)).where(subscribers.c.id > after))
+    if upper is None:
+        if keeps_expanding(campaign, now):
+            return 0
+        campaign.expansion_done = True
+        campaign.lease_owner = campaign.lease_until = None
+        return 0
+    joined, columns = gate.audience_joins(campaign.topic_id)
+    reason = gate.reason_sql(columns, campaign.topic.kind)
+    status = gate_status(reason)
+    rows = (
+        select(
+            literal(campaign.id).label("campaign_id"),
+            subscribers.c.id.label("subscriber_id"),
+            status.label("status"),
+            reason.label("reason"),
+            literal(campaign.priority).label("priority"),
+            literal(0).label("attempts"),
+            literal(now, UTCDateTime()).label("next_attempt_at"),
+            literal(now, UTCDateTime()).label("decided_at"),
+        )
+        .select_from(joined)
+        .where(
+            subscribers.c.id > after,
+            subscribers.c.id <= upper,
+            *campaign_rules.audience_filter(campaign.audience, subscribers),
+        )
+    )
+    dialect = session.get_bind().dialect.name
+    names = [
+        "campaign_id",
+        "subscriber_id",
+        "status",
+        "reason",
+        "priority",
+        "attempts",
+        "next_attempt_at",
+        "decided_at",
+    ]
+    session.execute(_insert(dialect).from_select(names, rows).on_conflict_do_nothing())
+    moved = session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign.id, Campaign.lease_owner == owner)
+        .values(
+            expanded_through=upper,
+            lease_until=now + timedelta(seconds=lease_seconds),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:
+        return -1
+    campaign.expanded_through = upper
+    return upper - after
+
+
+def gate_status(reason):
+    """queued where the gate allows, blocked where it gives a reason."""
+    return case(
+        (reason.is_(None), literal(DeliveryStatus.QUEUED.value)),
+        else_=literal(DeliveryStatus.BLOCKED.value),
+    )
+
+
+def keeps_expanding(campaign: Campaign, now: datetime) -> bool:
+    """Whether a campaign goes on taking people who register later (policy notices do,
+    until the policy takes effect; see mailprefs.domain.policies)."""
+    return False
