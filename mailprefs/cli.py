@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+import time
 
 import click
 from flask import Flask, current_app
@@ -121,6 +124,53 @@ def seed_demo() -> None:
     from mailprefs.demo import seed
 
     seed(current_app)
+
+
+@group.command("run-due")
+@click.option("--quiet", is_flag=True, help="No progress bar, only the summary line.")
+def run_due(quiet: bool) -> None:
+    """Fire every due job, drain the outbox (send, retry what is due), then exit 0."""
+    from mailprefs.delivery.progress import Progress
+    from mailprefs.delivery.worker import Worker
+
+    started = time.monotonic()
+    with Progress.for_terminal(enabled=not quiet) as progress:
+        worker = Worker(
+            current_app._get_current_object(),
+            on_progress=progress.advance,
+            on_total=progress.expect,
+        )
+        _stop_on_sigterm(worker.stop)
+        summary = worker.run_due()
+    click.echo(
+        f"run-due: fired {summary.fired} campaign(s); sent {summary.sent}, "
+        f"blocked {summary.blocked}, failed {summary.failed}, retrying later "
+        f"{summary.retrying} in {time.monotonic() - started:.1f} s"
+    )
+
+
+@group.command("worker")
+@click.option("--idle", type=float, default=None, help="Seconds to sleep when there is no work.")
+def worker_command(idle: float | None) -> None:
+    """The long-running worker: claim outbox rows and send them, until SIGTERM/SIGINT."""
+    from mailprefs.delivery.worker import Worker
+
+    app = current_app._get_current_object()
+    worker = Worker(app)
+    _stop_on_sigterm(worker.stop)
+    click.echo(f"worker {worker.worker_id} started")
+    worker.run_forever(idle if idle is not None else app.config["MAILPREFS_WORKER_IDLE_SECONDS"])
+    click.echo(f"worker {worker.worker_id} stopped")
+
+
+def _stop_on_sigterm(event: threading.Event) -> None:
+    """SIGTERM/SIGINT: finish the message in hand, give back the rest, exit cleanly."""
+
+    def handler(_signum: int, _frame: object) -> None:
+        event.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 @group.command("serve")

@@ -6,9 +6,11 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from mailprefs.web import errors, health
+    from mailprefs.web import dashboard, errors, health, prefs
     from mailprefs.web.api import bp as api_bp
 
     app.register_blueprint(health.bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(prefs.bp)
+    app.register_blueprint(dashboard.bp)
     errors.init_app(app)

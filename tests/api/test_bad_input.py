@@ -173,3 +173,20 @@ def test_rate_limit_is_per_key_with_retry_after(client, marketing_key, ops_key):
     assert int(limited.headers["Retry-After"]) > 0
     # Another key has its own budget.
     assert client.get("/api/v1/topics", headers=bearer(ops_key)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/subscribers", {"email": "x@example.com", "attributes": {"name": "a\u0000b"}}),
+        ("/api/v1/campaigns", {"topic": "offers", "subject": "s", "text": "nul\u0000here"}),
+        ("/api/v1/messages", {"topic": "account", "to": "ab\u0000cd", "subject": "s", "text": "t"}),
+    ],
+)
+def test_nul_characters_are_refused_not_a_500(client, ops_key, path, body):
+    """PostgreSQL cannot store NUL: the API refuses it with 422 on both databases."""
+    assert_problem(client.post(path, json=body, headers=bearer(ops_key)), 422)
+
+
+def test_nul_in_a_path_id_is_404(client, ops_key):
+    assert_problem(client.get("/api/v1/subscribers/ab%00cd", headers=bearer(ops_key)), 404)

@@ -25,4 +25,4 @@ def openapi_document():
     return jsonify(document)
 
 
-from mailprefs.web.api import subscribers, topics  # noqa: E402,F401  (registers routes)
+from mailprefs.web.api import campaigns, messages, subscribers, topics  # noqa: E402,F401

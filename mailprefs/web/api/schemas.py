@@ -34,7 +34,7 @@ IpAddress = Annotated[
 # Checked by email-validator in the domain (it normalises too); documented as a format.
 EmailAddress = Annotated[
     str,
-    StringConstraints(min_length=3, max_length=320),
+    StringConstraints(min_length=3, max_length=320, pattern=r"^[^\x00]*$"),
     WithJsonSchema({"type": "string", "format": "email", "maxLength": 320}),
 ]
 
@@ -52,7 +52,11 @@ AdministrativeTopicSlug = Annotated[
 # No control characters: these strings can end up in headers and logs.
 Line = Annotated[str, StringConstraints(max_length=512, pattern=r"^[^\x00-\x1f\x7f]*$")]
 AttributeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
-AttributeValue = Annotated[str, StringConstraints(max_length=2000)] | int | float | bool | None
+# PostgreSQL cannot store NUL in text, and no mail needs one: refused everywhere.
+NO_NUL = r"^[^\x00]*$"
+AttributeValue = (
+    Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)] | int | float | bool | None
+)
 TopicStateName = Literal["none", "pending", "opted_in", "opted_out"]
 SubscriberStatusName = Literal["active", "deactivated", "erased"]
 
@@ -144,3 +148,96 @@ class SubscriberExport(BaseModel):
     suppressions: list[dict[str, Any]]
     complaints: list[dict[str, Any]]
     bounces: list[dict[str, Any]]
+
+
+# --- campaigns and messages ----------------------------------------------------------
+
+Subject = Annotated[str, StringConstraints(min_length=1, max_length=998, pattern=r"^[^\r\n\x00]*$")]
+Body = Annotated[str, StringConstraints(min_length=1, max_length=500_000, pattern=NO_NUL)]
+AudienceValue = (
+    Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)] | int | float | bool | None
+)
+CampaignStatusName = Literal["draft", "scheduled", "sending", "paused", "sent", "cancelled"]
+
+
+class AudienceIn(Strict):
+    attributes: dict[AttributeName, AudienceValue] = Field(default_factory=dict, max_length=20)
+
+
+class CampaignIn(Strict):
+    topic: TopicSlug
+    subject: Subject
+    text: Body
+    html: Body | None = None
+    send_at: AwareDatetime | None = Field(default=None, description="omit for a draft")
+    audience: AudienceIn | None = None
+
+
+class CampaignCreated(BaseModel):
+    id: str
+    status: CampaignStatusName
+
+
+class CampaignStats(BaseModel):
+    planned: int
+    sent: int
+    blocked: dict[str, int]
+    failed: int
+    pending: int
+    cancelled: int
+
+
+class CampaignOut(BaseModel):
+    id: str
+    status: CampaignStatusName
+    topic: str
+    subject: str
+    send_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    stats: CampaignStats
+
+
+class AudienceOut(BaseModel):
+    total: int
+    allowed: int
+    blocked: dict[str, int]
+
+
+class PreviewOut(BaseModel):
+    subject: str
+    text: str
+    html: str | None
+    headers: dict[str, str]
+
+
+class TestSendIn(Strict):
+    emails: list[
+        Annotated[str, StringConstraints(min_length=3, max_length=320, pattern=NO_NUL)]
+    ] = Field(min_length=1, max_length=10)
+
+
+class TestSendOut(BaseModel):
+    sent: list[str]
+    failed: list[dict[str, str]]
+
+
+class ScheduleIn(Strict):
+    send_at: AwareDatetime | None = Field(default=None, description="omit to send now")
+
+
+class MessageIn(Strict):
+    topic: AdministrativeTopicSlug
+    to: Annotated[str, StringConstraints(min_length=3, max_length=320, pattern=NO_NUL)] = Field(
+        description="the subscriber's public id or address"
+    )
+    subject: Subject
+    text: Body
+    html: Body | None = None
+
+
+class MessageOut(BaseModel):
+    id: str
+    status: Literal["queued", "sent", "blocked", "failed", "cancelled"]
+    reason: str | None = None

@@ -152,6 +152,8 @@ class Api:
         def decorator(handler: Callable[..., Any]) -> Callable[..., Any]:
             @wraps(handler)
             def view(**params: str) -> Response:
+                if any("\x00" in value for value in params.values()):
+                    return problem(404, "not found")  # ids never hold NUL
                 key: ApiKey | None = None
                 if roles is not None:
                     key = authenticate(roles)
