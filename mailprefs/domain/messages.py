@@ -13,8 +13,7 @@ from sqlalchemy.orm import Session
 
 from mailprefs import clock
 from mailprefs.domain import campaigns, gate
-from mailprefs.domain.addresses import address_hash, normalise
-from mailprefs.domain.errors import Invalid, NotFound
+from mailprefs.domain.errors import Invalid
 from mailprefs.domain.models import Subscriber, Topic, TopicKind
 from mailprefs.domain.outbox_models import (
     PRIORITY,
@@ -24,19 +23,6 @@ from mailprefs.domain.outbox_models import (
     Delivery,
     DeliveryStatus,
 )
-from mailprefs.domain.subscribers import find_by_public_id
-
-
-def resolve_recipient(session: Session, to: str, hash_key: str) -> Subscriber | None:
-    """A public id or an address. An unknown id is an error; an unknown address is not
-    (the gate records it as `unknown_recipient`)."""
-    if "@" in to:
-        hashed = address_hash(normalise(to, field="to"), hash_key)
-        return session.scalar(select(Subscriber).where(Subscriber.email_hash == hashed))
-    try:
-        return find_by_public_id(session, to, allow_erased=True)
-    except NotFound:
-        raise NotFound("no subscriber with this id") from None
 
 
 def enqueue(

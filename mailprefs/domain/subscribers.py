@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailprefs import clock
-from mailprefs.domain import audit, consent, suppression
+from mailprefs.domain import audit, confirmations, consent, suppression
 from mailprefs.domain.addresses import address_hash, normalise
 from mailprefs.domain.consent import Evidence
 from mailprefs.domain.errors import Conflict, Gone, Invalid, NotFound
@@ -81,6 +81,15 @@ def find_by_public_id(
     return subscriber
 
 
+def resolve_recipient(session: Session, to: str, hash_key: str) -> Subscriber | None:
+    """A public id or an address. An unknown id is an error; an unknown address is not
+    (the gate records it as `unknown_recipient`)."""
+    if "@" in to:
+        hashed = address_hash(normalise(to, field="to"), hash_key)
+        return session.scalar(select(Subscriber).where(Subscriber.email_hash == hashed))
+    return find_by_public_id(session, to, allow_erased=True)
+
+
 def find_by_address(session: Session, address: str, hash_key: str) -> Subscriber | None:
     """The person with this address (looked up through its keyed hash), or None."""
     hashed = address_hash(normalise(address), hash_key)
@@ -142,7 +151,10 @@ def register(
         if subscriber.status == SubscriberStatus.DEACTIVATED:
             consent.account_event(session, subscriber, ConsentAction.REACTIVATE, evidence)
     for topic, request in topics:
-        consent.change(session, subscriber, topic, request.action, request.evidence)
+        state, event = consent.change(session, subscriber, topic, request.action, request.evidence)
+        confirmations.after_change(
+            session, subscriber, topic, state, event, evidence.actor or "api"
+        )
     session.flush()
     return subscriber, created
 

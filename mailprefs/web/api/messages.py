@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import current_app
 
-from mailprefs.domain import messages
+from mailprefs.domain import messages, subscribers
 from mailprefs.domain.topics import get_topic
 from mailprefs.web.api import api
 from mailprefs.web.api.auth import Call
@@ -35,7 +35,7 @@ def send_message(call: Call):
     topic = get_topic(call.session, body.topic)
 
     def produce():
-        subscriber = messages.resolve_recipient(
+        subscriber = subscribers.resolve_recipient(
             call.session, body.to, current_app.config["MAILPREFS_HASH_KEY"]
         )
         campaign, delivery = messages.enqueue(

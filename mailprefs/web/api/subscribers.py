@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import current_app
 
-from mailprefs.domain import audit, consent, subscribers
+from mailprefs.domain import audit, confirmations, consent, subscribers
 from mailprefs.domain.consent import Evidence
 from mailprefs.domain.models import ConsentAction, Subscriber, SubscriberStatus
 from mailprefs.domain.subscribers import ConsentRequest
@@ -133,9 +133,10 @@ def change_consent(call: Call, public_id: str):
     body: ConsentChangeIn = call.body
     subscriber = subscribers.find_by_public_id(call.session, public_id)
     topic = get_topic(call.session, body.topic)
-    _state, event = consent.change(
+    state, event = consent.change(
         call.session, subscriber, topic, ConsentAction(body.action), _evidence(call, body)
     )
+    confirmations.after_change(call.session, subscriber, topic, state, event, call.actor)
     reply = ConsentChangeOut(**summary(call, subscriber), changed=event is not None)
     call.session.commit()
     return 201, reply
