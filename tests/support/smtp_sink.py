@@ -3,6 +3,11 @@
 In a test:                ``with SmtpSink() as sink: ... sink.port ... sink.messages``
 As its own process:       ``python -m tests.support.smtp_sink --port 0 --maildir DIR``
                           (or ``start_sink_process(DIR)`` / ``stop_sink_process(proc)``)
+Counting only (benchmarks): ``python -m tests.support.smtp_sink --count-only``
+                          (or ``start_sink_process(DIR, count_only=True)`` then
+                          ``stop_and_count(proc)``): keeps and writes nothing, and prints
+                          one ``COUNT {json}`` line on shutdown (messages accepted,
+                          connections, wall-clock times of the first and last message)
 
 Behaviour is chosen by the recipient's local part, so a test in another process can ask
 for it without a control channel:
@@ -22,7 +27,8 @@ for it without a control channel:
 `drop_every=K` closes the connection after answering every K-th accepted message (a
 relay that limits messages per connection). In process mode each accepted message is
 written to the maildir as a whole file (temporary name, then rename; no fsync: the sink
-has to keep up with the benchmarks), with Return-Path and Delivered-To on top.
+has to keep up with the benchmarks), with Return-Path and Delivered-To on top; with
+`--count-only` nothing is written, so a benchmark measures the sender, not the disk.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import contextlib
 import email
 import email.policy
 import itertools
+import json
 import logging
 import os
 import re
@@ -142,6 +149,8 @@ class SmtpSink:
         self.keep = keep
         self.messages: list[Received] = []
         self.accepted = 0
+        self.first_at: float | None = None  # wall-clock time of the first accepted message
+        self.last_at: float | None = None
         self.connections = 0
         self.rcpt_attempts = 0
         self._lock = threading.Lock()
@@ -158,6 +167,9 @@ class SmtpSink:
     def _accept(self, mail_from: str, rcpts: list[str], raw: bytes) -> None:
         with self._lock:
             self.accepted += 1
+            self.last_at = time.time()
+            if self.first_at is None:
+                self.first_at = self.last_at
             if self.keep:
                 self.messages.append((mail_from, rcpts, bytes(raw)))
         if self.maildir is not None:
@@ -248,8 +260,17 @@ class SmtpSink:
     def __exit__(self, *exc_info: Any) -> None:
         self.stop()
 
-    async def serve(self, ready_file: Path | None = None) -> None:
-        """Serve in the running loop until SIGTERM or SIGINT (process mode)."""
+    def stats(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "connections": self.connections,
+            "first_at": self.first_at,
+            "last_at": self.last_at,
+        }
+
+    async def serve(self, ready_file: Path | None = None, *, report: bool = False) -> None:
+        """Serve in the running loop until SIGTERM or SIGINT (process mode); `report`
+        prints a `COUNT {json}` line of `stats()` on the way out."""
         await self._start()
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -261,6 +282,8 @@ class SmtpSink:
             os.replace(temp, ready_file)
         await stop.wait()
         await self._shutdown()
+        if report:
+            print("COUNT " + json.dumps(self.stats()), flush=True)
 
 
 class _TrackedSMTP(SMTP):
@@ -279,21 +302,34 @@ class _TrackedSMTP(SMTP):
 
 # -- process helpers --------------------------------------------------------------------
 def start_sink_process(
-    maildir: Path, *, port: int = 0, drop_every: int = 0, timeout: float = 15.0
+    maildir: Path,
+    *,
+    port: int = 0,
+    drop_every: int = 0,
+    timeout: float = 15.0,
+    count_only: bool = False,
 ) -> tuple[subprocess.Popen, int]:
-    """Start the sink in its own process; returns it and its port once it listens."""
+    """Start the sink in its own process; returns it and its port once it listens.
+
+    `count_only`: write nothing (`maildir` is not created; its parent holds the ready
+    file); read the count with `stop_and_count(proc)`."""
     maildir = Path(maildir)
-    maildir.mkdir(parents=True, exist_ok=True)
+    (maildir.parent if count_only else maildir).mkdir(parents=True, exist_ok=True)
     ready = maildir.parent / f".{maildir.name}.sink-ready-{os.getpid()}-{time.time_ns()}"
     command = [sys.executable, "-m", "tests.support.smtp_sink", "--port", str(port)]
-    command += ["--maildir", str(maildir), "--ready-file", str(ready)]
+    if count_only:
+        command += ["--count-only"]
+    else:
+        command += ["--maildir", str(maildir)]
+    command += ["--ready-file", str(ready)]
     if drop_every:
         command += ["--drop-every", str(drop_every)]
     env = dict(
         os.environ,
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     )
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    stdout = subprocess.PIPE if count_only else subprocess.DEVNULL
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=stdout, text=count_only)
     deadline = time.monotonic() + timeout
     while not ready.exists():
         if proc.poll() is not None:
@@ -319,6 +355,16 @@ def stop_sink_process(proc: subprocess.Popen, timeout: float = 10.0) -> int:
     return proc.returncode
 
 
+def stop_and_count(proc: subprocess.Popen, timeout: float = 10.0) -> dict[str, Any]:
+    """Stop a `count_only` sink process; returns its `COUNT` report (see `SmtpSink.stats`)."""
+    stop_sink_process(proc, timeout)
+    output = proc.stdout.read() if proc.stdout is not None else ""
+    for line in output.splitlines():
+        if line.startswith("COUNT "):
+            return json.loads(line[len("COUNT ") :])
+    raise RuntimeError(f"the SMTP sink exited ({proc.returncode}) without its count")
+
+
 def maildir_files(maildir: Path) -> list[Path]:
     """The messages in a maildir, in the order they arrived."""
     folder = Path(maildir)
@@ -342,14 +388,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--maildir", type=Path, required=True)
+    parser.add_argument("--maildir", type=Path)
     parser.add_argument("--ready-file", type=Path)
     parser.add_argument("--drop-every", type=int, default=0)
+    parser.add_argument(
+        "--count-only",
+        action="store_true",
+        help="write nothing; print a COUNT line with the number accepted on shutdown",
+    )
     args = parser.parse_args(argv)
+    if args.count_only == (args.maildir is not None):
+        parser.error("give either --maildir or --count-only")
     sink = SmtpSink(
         args.host, args.port, drop_every=args.drop_every, maildir=args.maildir, keep=False
     )
-    asyncio.run(sink.serve(args.ready_file))
+    asyncio.run(sink.serve(args.ready_file, report=args.count_only))
     return 0
 
 
