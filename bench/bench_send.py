@@ -1,0 +1,228 @@
+"""Sending: `run-due` against a bare smtplib loop and a naive Flask-Mail loop.
+
+Every figure is messages per second into an aiosmtpd sink in its own process that
+counts and writes nothing (`tests/support/smtp_sink.py --count-only`), a fresh sink per
+measurement, each checked to have received exactly one message per recipient.
+
+- baseline A: one smtplib connection, `sendmail()` in a loop, the messages built in
+  advance (with the service's own MessageBuilder, so the bytes are the same size);
+- baseline B: the naive Flask-Mail loop, `mail.send(Message(...))` per message (a new
+  connection each time), bodies rendered in advance;
+- `run-due`, SQLite: the real `flask --app wsgi mailprefs run-due` process, timed whole
+  (interpreter start, firing, expanding the outbox, gate re-check and one durable mark
+  per message, the final QUIT);
+- PostgreSQL: one `run-due` process against two at once, each with its own sink (as
+  workers on several machines have their own relay). The campaign is fired and
+  expanded beforehand (a second process would otherwise find the outbox still empty
+  and exit); the processes are timed whole, from start to the last exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import smtplib
+import tempfile
+import time
+from pathlib import Path
+
+from flask_mail import Message
+
+from bench import fixtures
+from bench.common import Figure
+from mailprefs.delivery.message import MessageBuilder, message_settings
+from mailprefs.delivery.types import CampaignInfo, RecipientInfo
+from mailprefs.delivery.worker import Worker
+from mailprefs.extensions import get_db, get_tokens, mail
+from tests.support.smtp_sink import start_sink_process, stop_and_count
+
+FULL = 20_000
+QUICK = 2_000
+
+
+def main(args: argparse.Namespace) -> list[Figure]:
+    count = QUICK if args.quick else FULL
+    print(f"   {count:,} recipients", flush=True)
+    with tempfile.TemporaryDirectory(prefix="mailprefs-bench-send-") as tmp:
+        workdir = Path(tmp)
+        bare = _measure(workdir, "baseline A", lambda port: _smtplib_loop(workdir, port, count))
+        naive = _measure(workdir, "baseline B", lambda port: _flask_mail_loop(workdir, port, count))
+        sqlite = _run_due_sqlite(workdir, count)
+        figures = [
+            Figure("baseline A: smtplib loop, one connection, pre-built", bare, "msg/s"),
+            Figure("baseline B: naive Flask-Mail mail.send() loop", naive, "msg/s"),
+            Figure(
+                "run-due, 1 worker, SQLite (whole process)",
+                sqlite,
+                "msg/s",
+                baseline=bare,
+                baseline_name="A (smtplib)",
+                min_ratio=0.6,
+            ),
+            Figure(
+                "run-due, 1 worker, SQLite (whole process)",
+                sqlite,
+                "msg/s",
+                baseline=naive,
+                baseline_name="B (Flask-Mail)",
+                min_ratio=3.0,
+            ),
+        ]
+        if fixtures.postgres_available():
+            one = _run_due_postgres(workdir, count, workers=1)
+            two = _run_due_postgres(workdir, count, workers=2)
+            figures += [
+                Figure("run-due, 1 worker, PostgreSQL", one, "msg/s"),
+                Figure(
+                    "run-due, 2 workers, PostgreSQL",
+                    two,
+                    "msg/s",
+                    baseline=one,
+                    baseline_name="1 worker",
+                    min_ratio=1.3,
+                ),
+            ]
+        else:
+            print("   PostgreSQL unreachable: its figures are skipped", flush=True)
+        return figures
+
+
+def _measure(workdir: Path, label: str, loop) -> float:
+    """Run `loop(port)` against a fresh counting sink; returns messages per second."""
+    proc, port = start_sink_process(workdir / "sink", count_only=True)
+    try:
+        sent, seconds = loop(port)
+    finally:
+        received = stop_and_count(proc)["accepted"]
+    _check(label, received, sent)
+    rate = sent / seconds
+    print(f"   {label}: {sent:,} messages in {seconds:.1f} s", flush=True)
+    return rate
+
+
+def _check(label: str, received: int, expected: int) -> None:
+    if received != expected:
+        raise RuntimeError(f"{label}: the sink received {received} messages, not {expected}")
+
+
+def _recipients(count: int) -> list[RecipientInfo]:
+    return [
+        RecipientInfo(f"pub{n:012d}", f"p{n:07d}@example.com", {"first_name": "Ann"})
+        for n in range(1, count + 1)
+    ]
+
+
+def _smtplib_loop(workdir: Path, port: int, count: int) -> tuple[int, float]:
+    app = fixtures.make_app(
+        f"sqlite:///{workdir / 'unused.db'}", workdir, smtp_port=port, migrated=False
+    )
+    builder = MessageBuilder(
+        message_settings(app.config),
+        get_tokens(app),
+        CampaignInfo(
+            public_id="benchcampaign",
+            kind="campaign",
+            topic_slug="offers",
+            topic_name="Offers",
+            topic_kind="marketing",
+            subject=fixtures.SUBJECT,
+            text=fixtures.TEXT,
+            html=fixtures.HTML,
+        ),
+    )
+    messages = [builder.build(r) for r in _recipients(count)]
+    started = time.perf_counter()
+    smtp = smtplib.SMTP("127.0.0.1", port)
+    smtp.ehlo()
+    for message in messages:
+        smtp.sendmail(message.envelope_from, [message.to], message.raw)
+    smtp.quit()
+    return count, time.perf_counter() - started
+
+
+def _flask_mail_loop(workdir: Path, port: int, count: int) -> tuple[int, float]:
+    app = fixtures.make_app(
+        f"sqlite:///{workdir / 'unused.db'}", workdir, smtp_port=port, migrated=False
+    )
+    sender = app.config["MAILPREFS_MARKETING_FROM"]
+    rendered = [
+        (
+            r.email,
+            fixtures.SUBJECT.replace("{{ first_name }}", "Ann"),
+            fixtures.TEXT.replace("{{ first_name }}", "Ann"),
+            fixtures.HTML.replace("{{ first_name }}", "Ann"),
+            f"<https://mail.example.com/u/{r.public_id}>",
+        )
+        for r in _recipients(count)
+    ]
+    with app.app_context():
+        started = time.perf_counter()
+        for to, subject, text, html, unsubscribe in rendered:
+            mail.send(
+                Message(
+                    subject,
+                    sender=sender,
+                    recipients=[to],
+                    body=text,
+                    html=html,
+                    extra_headers={
+                        "List-Unsubscribe": unsubscribe,
+                        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                    },
+                )
+            )
+        return count, time.perf_counter() - started
+
+
+def _run_due_sqlite(workdir: Path, count: int) -> float:
+    with fixtures.scratch_database("sqlite", workdir) as url:
+        app = fixtures.make_app(url, workdir)
+        fixtures.populate(url, count, mix=False)
+        fixtures.schedule_campaign(app)
+        return _run_due(workdir, url, count, workers=1, label="run-due SQLite")
+
+
+def _run_due_postgres(workdir: Path, count: int, *, workers: int) -> float:
+    with fixtures.scratch_database("postgresql", workdir) as url:
+        app = fixtures.make_app(url, workdir)
+        fixtures.populate(url, count, mix=False)
+        fixtures.schedule_campaign(app)
+        worker = Worker(app)
+        worker.fire_due()
+        worker.expand_all()
+        get_db(app).dispose()
+        return _run_due(workdir, url, count, workers=workers, label="run-due PostgreSQL")
+
+
+def _run_due(workdir: Path, url: str, count: int, *, workers: int, label: str) -> float:
+    sinks = [start_sink_process(workdir / f"sink{i}", count_only=True) for i in range(workers)]
+    try:
+        started = time.perf_counter()
+        runs = [
+            fixtures.flask_process(
+                ["mailprefs", "run-due", "--quiet"],
+                fixtures.environment(url, workdir, smtp_port=port),
+                workdir / f"run-due-{i}.log",
+            )
+            for i, (_proc, port) in enumerate(sinks)
+        ]
+        codes = [run.wait(timeout=1800) for run in runs]
+        seconds = time.perf_counter() - started
+    finally:
+        counts = [stop_and_count(proc) for proc, _port in sinks]
+    logs = [(workdir / f"run-due-{i}.log").read_text() for i in range(workers)]
+    if any(codes):
+        raise RuntimeError(f"{label}: run-due failed: {logs}")
+    received = sum(c["accepted"] for c in counts)
+    _check(label, received, count)
+    first = min(c["first_at"] for c in counts if c["first_at"])
+    last = max(c["last_at"] for c in counts if c["last_at"])
+    shares = ", ".join(f"{c['accepted']:,}" for c in counts)
+    print(
+        f"   {label}, {workers} process(es): {count:,} messages in {seconds:.1f} s "
+        f"(first to last message at the sink{'s' if workers > 1 else ''}: {last - first:.1f} s; "
+        f"per process: {shares})",
+        flush=True,
+    )
+    for log in logs:
+        print("     " + log.strip().splitlines()[-1], flush=True)
+    return count / seconds
