@@ -95,6 +95,16 @@ def queue(
     )
 
 
+def open_for(session: Session, subscriber: Subscriber) -> Complaint | None:
+    """This person's oldest complaint still under investigation, if any."""
+    return session.scalar(
+        select(Complaint)
+        .where(Complaint.subscriber_id == subscriber.id, Complaint.status == ComplaintStatus.OPEN)
+        .order_by(Complaint.id)
+        .limit(1)
+    )
+
+
 def get(session: Session, public_id: str) -> Complaint:
     row = session.scalar(select(Complaint).where(Complaint.public_id == public_id))
     if row is None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailprefs.domain import messages
 from mailprefs.domain.consent import ConsentEvent
 from mailprefs.domain.models import Subscriber, Topic, TopicState
-from mailprefs.domain.outbox_models import Campaign, CampaignKind
+from mailprefs.domain.outbox_models import Campaign, CampaignKind, Delivery
 from mailprefs.domain.topics import get_topic
 
 SUBJECT = "Please confirm: {name}"
@@ -60,3 +63,20 @@ def after_change(
     if state == TopicState.PENDING and event is not None:
         return request(session, subscriber, topic, actor)
     return None
+
+
+def requested_since(
+    session: Session, subscriber: Subscriber, topic: Topic, since: datetime
+) -> bool:
+    """Whether a confirmation mail for `topic` was queued for this person after `since`
+    (so a "send me a new link" button cannot be used to flood a mailbox)."""
+    metas = session.scalars(
+        select(Campaign.meta)
+        .join(Delivery, Delivery.campaign_id == Campaign.id)
+        .where(
+            Delivery.subscriber_id == subscriber.id,
+            Campaign.kind == CampaignKind.CONFIRMATION,
+            Campaign.created_at > since,
+        )
+    )
+    return any((meta or {}).get("confirm_topic") == topic.slug for meta in metas)
