@@ -146,4 +146,6 @@ def gate_status(reason):
 def keeps_expanding(campaign: Campaign, now: datetime) -> bool:
     """Whether a campaign goes on taking people who register later (policy notices do,
     until the policy takes effect; see mailprefs.domain.policies)."""
-    return False
+    from mailprefs.domain.policies import accepts_newcomers
+
+    return accepts_newcomers(campaign, now)

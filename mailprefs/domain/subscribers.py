@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailprefs import clock
-from mailprefs.domain import audit, confirmations, consent, suppression
+from mailprefs.domain import audit, confirmations, consent, policies, suppression
 from mailprefs.domain.addresses import address_hash, normalise
 from mailprefs.domain.consent import Evidence
 from mailprefs.domain.errors import Conflict, Gone, Invalid, NotFound
@@ -126,6 +126,7 @@ def register(
     now = clock.now()
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email_hash == hashed))
     created = subscriber is None
+    reactivated = False
     if created:
         subscriber = Subscriber(
             email=address,
@@ -150,12 +151,17 @@ def register(
         subscriber.updated_at = now
         if subscriber.status == SubscriberStatus.DEACTIVATED:
             consent.account_event(session, subscriber, ConsentAction.REACTIVATE, evidence)
+            reactivated = True
     for topic, request in topics:
         state, event = consent.change(session, subscriber, topic, request.action, request.evidence)
         confirmations.after_change(
             session, subscriber, topic, state, event, evidence.actor or "api"
         )
     session.flush()
+    if created or reactivated:
+        # Registered while a policy notice is going out, before the policy takes
+        # effect: they are told too (invariant 9).
+        policies.notify_newcomer(session, subscriber)
     return subscriber, created
 
 
@@ -241,8 +247,9 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def export(session: Session, subscriber: Subscriber) -> dict[str, Any]:
-    """Everything held about one person, consent events and mail sent included."""
-    from mailprefs.domain.outbox_models import Campaign
+    """Everything held about one person, consent events and mail sent included (with
+    the policy version of each policy notice: who was sent which notice, and when)."""
+    from mailprefs.domain.outbox_models import Campaign, CampaignKind
 
     deliveries = session.execute(
         select(Delivery, Campaign)
@@ -280,6 +287,9 @@ def export(session: Session, subscriber: Subscriber) -> dict[str, Any]:
                 "status": delivery.status.value,
                 "reason": delivery.reason,
                 "sent_at": _iso(delivery.sent_at),
+                "policy_version": (campaign.meta or {}).get("policy_version")
+                if campaign.kind == CampaignKind.POLICY
+                else None,
             }
             for delivery, campaign in deliveries
         ],
