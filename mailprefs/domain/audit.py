@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailprefs import clock
@@ -31,3 +33,43 @@ def record(
     )
     session.add(entry)
     return entry
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def search(
+    session: Session,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    target: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[AuditEntry], int]:
+    """Entries newest first, and how many match in all. `actor` and `target` (a target
+    id) match exactly; `action` matches a prefix (`campaign.` finds every campaign
+    action); `since` is inclusive, `until` exclusive."""
+    conditions = []
+    if actor:
+        conditions.append(AuditEntry.actor == actor)
+    if action:
+        conditions.append(AuditEntry.action.like(_escape_like(action) + "%", escape="\\"))
+    if target:
+        conditions.append(AuditEntry.target_id == target)
+    if since is not None:
+        conditions.append(AuditEntry.at >= since)
+    if until is not None:
+        conditions.append(AuditEntry.at < until)
+    total = session.scalar(select(func.count(AuditEntry.id)).where(*conditions)) or 0
+    rows = session.scalars(
+        select(AuditEntry)
+        .where(*conditions)
+        .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return list(rows), total

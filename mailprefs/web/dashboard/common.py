@@ -1,0 +1,70 @@
+"""What every dashboard view needs: the acting user, roles, audit of reads, paging."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import abort, request
+from flask_login import current_user
+
+from mailprefs.domain import audit
+from mailprefs.domain.models import Role
+from mailprefs.extensions import db_session
+
+# (label, endpoint, condition): "admin" pages for admins only, "capture" where mail is
+# captured. Jobs and Policies come with the scheduler; their slots are kept here.
+NAV = [
+    ("Campaigns", "dashboard.campaigns", None),
+    ("Jobs", "dashboard.jobs", None),
+    ("Policies", "dashboard.policies", None),
+    ("Suppressions", "dashboard.suppressions", None),
+    ("Complaints", "dashboard.complaints", None),
+    ("Audit log", "dashboard.audit_log", None),
+    ("Captured mail", "dashboard.mail", "capture"),
+    ("Access", "dashboard.access", "admin"),
+]
+PAGE_SIZE = 25
+
+
+def actor() -> str:
+    """How the audit log and the domain name the logged-in person: never by address."""
+    return f"user:{current_user.id}"
+
+
+def is_admin() -> bool:
+    return bool(current_user.is_authenticated and current_user.role == Role.ADMIN)
+
+
+def admin_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if not is_admin():
+            abort(403, "Only an admin may do this.")
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def record(
+    action: str,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """An audit entry for a staff read or action, by the logged-in user, from this IP."""
+    audit.record(
+        db_session(),
+        actor(),
+        action,
+        target_type=target_type,
+        target_id=target_id,
+        detail=detail,
+        ip=request.remote_addr,
+    )
+
+
+def page_number() -> int:
+    raw = request.args.get("page", "1")
+    return max(1, min(int(raw), 100_000)) if raw.isdigit() else 1

@@ -1,0 +1,106 @@
+"""Captured mail (where MAIL_SERVER is unset): the `.eml` files, newest first, and a
+viewer. Names are looked up in the listing, never joined onto a path as given, so no
+request can reach outside the folder. A message's HTML is served from its own route
+with a Content-Security-Policy that allows no script, no request and no navigation,
+and shown in an `<iframe sandbox="">`. Captured mail holds addresses: viewing it is a
+staff read, audited."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from email.parser import BytesHeaderParser
+from pathlib import Path
+
+from flask import Response, abort, current_app, render_template
+
+from mailprefs.delivery.transport import captured_files
+from mailprefs.extensions import db_session
+from mailprefs.web.dashboard import bp
+from mailprefs.web.dashboard.common import PAGE_SIZE, page_number, record
+
+HTML_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+SUMMARY_HEADERS = ("Date", "From", "To", "Subject")
+
+
+def _folder() -> Path:
+    if not current_app.config.get("MAILPREFS_CAPTURE_MAIL"):
+        abort(404)
+    return Path(current_app.config["MAILPREFS_MAIL_CAPTURE_DIR"])
+
+
+def _newest_first() -> list[Path]:
+    return list(reversed(captured_files(_folder())))
+
+
+def _find(name: str) -> Path:
+    """The captured file with exactly this name, from the listing; 404 otherwise."""
+    for path in captured_files(_folder()):
+        if path.name == name:
+            return path
+    abort(404)
+
+
+@bp.get("/mail")
+def mail():
+    files = _newest_first()
+    page = page_number()
+    shown = files[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    parser = BytesHeaderParser(policy=email.policy.default)
+    rows = []
+    for path in shown:
+        try:
+            with path.open("rb") as handle:
+                headers = parser.parse(handle)
+            size = path.stat().st_size
+        except OSError:
+            continue  # removed meanwhile (an erasure)
+        summary = {h: str(headers.get(h, "")) for h in SUMMARY_HEADERS}
+        rows.append({"name": path.name, "size": size, **summary})
+    record("captured_mail.list", "captured_mail", None, {"page": page, "shown": len(rows)})
+    db_session().commit()
+    return render_template(
+        "dashboard/mail.html",
+        rows=rows,
+        page=page,
+        pages=max(1, -(-len(files) // PAGE_SIZE)),
+        total=len(files),
+        folder=str(_folder()),
+    )
+
+
+def _message(path: Path) -> email.message.EmailMessage:
+    try:
+        return email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    except OSError:
+        abort(404)
+
+
+@bp.get("/mail/<name>")
+def mail_view(name: str):
+    path = _find(name)
+    message = _message(path)
+    text = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    record("captured_mail.read", "captured_mail", name[:64], {"file": name})
+    db_session().commit()
+    return render_template(
+        "dashboard/mail_view.html",
+        name=name,
+        headers=[(k, str(v)) for k, v in message.items()],
+        subject=str(message.get("Subject", "")),
+        text=text.get_content() if text is not None else None,
+        has_html=html is not None,
+    )
+
+
+@bp.get("/mail/<name>/html")
+def mail_html(name: str):
+    html = _message(_find(name)).get_body(("html",))
+    if html is None:
+        abort(404)
+    response = Response(html.get_content(), mimetype="text/html")
+    response.headers["Content-Security-Policy"] = HTML_CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    return response
