@@ -8,6 +8,7 @@
   var MAX_ERRORS = 5;
   var MAX_POLLS = 1800; // one hour at 2 s: then reload to go on watching
   var SVG = "http://www.w3.org/2000/svg";
+  var MAX_BAR = 30; // as metrics.MAX_BAR
 
   function setText(root, field, value) {
     var nodes = root.querySelectorAll('[data-field="' + field + '"]');
@@ -56,8 +57,9 @@
     var top = Math.max(series.max || 0, 1), slot = width / points.length;
     for (var i = 0; i < points.length; i++) {
       var h = plot * points[i][1] / top;
-      var rect = svgElement("rect", { "class": "sent", x: i * slot + slot * 0.1, y: plot - h,
-                                      width: Math.max(slot * 0.8, 0.5), height: h });
+      var w = Math.min(Math.max(slot * 0.8, 0.5), MAX_BAR);
+      var rect = svgElement("rect", { "class": "sent", x: i * slot + (slot - w) / 2, y: plot - h,
+                                      width: w, height: h });
       rect.appendChild(svgElement("title", {}, points[i][0] + ": " + points[i][1]));
       svg.appendChild(rect);
     }

@@ -17,6 +17,7 @@ from mailprefs.domain import campaigns
 from mailprefs.domain.outbox_models import Campaign, CampaignStatus, Delivery
 
 MAX_BUCKETS = 180
+MAX_BAR = 30  # SVG units: a send of a few minutes shows bars, not a wall
 FINAL = {CampaignStatus.SENT, CampaignStatus.CANCELLED}
 
 
@@ -109,11 +110,12 @@ def chart_geometry(series: dict[str, Any], width: int = 600, height: int = 160) 
     bars = []
     for i, (label, n) in enumerate(points):
         h = round(plot * n / top, 2)
+        w = min(max(slot * 0.8, 0.5), MAX_BAR)
         bars.append(
             {
-                "x": round(i * slot + slot * 0.1, 2),
+                "x": round(i * slot + (slot - w) / 2, 2),
                 "y": round(plot - h, 2),
-                "w": round(max(slot * 0.8, 0.5), 2),
+                "w": round(w, 2),
                 "h": h,
                 "label": label,
                 "n": n,
