@@ -77,6 +77,13 @@ def _float(name: str, raw: str) -> float:
     return value
 
 
+def _hour(name: str, raw: str) -> int:
+    value = _int(name, raw, 0)
+    if value > 23:
+        raise ConfigError(f"{name} must be an hour of the day, 0 to 23")
+    return value
+
+
 # name -> (default, parser). None as a default means "unset".
 _SETTINGS: dict[str, tuple[Any, Any]] = {
     "MAILPREFS_ENV": ("production", str),
@@ -119,6 +126,9 @@ _SETTINGS: dict[str, tuple[Any, Any]] = {
     "MAILPREFS_SOFT_BOUNCE_LIMIT": ("3", lambda n, v: _int(n, v, 1)),
     "MAILPREFS_SOFT_BOUNCE_DAYS": ("7", lambda n, v: _int(n, v, 1)),
     "MAILPREFS_SCHEDULER_LEASE_SECONDS": ("15", lambda n, v: _int(n, v, 2)),
+    "MAILPREFS_SCHEDULER_TICK_SECONDS": ("5", lambda n, v: _int(n, v, 1)),
+    "MAILPREFS_HOUSEKEEPING_MINUTES": ("10", lambda n, v: _int(n, v, 1)),
+    "MAILPREFS_COMPACT_HOUR": ("3", _hour),
     "MAILPREFS_LOGIN_MAX_FAILURES": ("5", lambda n, v: _int(n, v, 1)),
     "MAILPREFS_LOGIN_LOCKOUT_SECONDS": ("900", lambda n, v: _int(n, v, 1)),
     "MAIL_SERVER": (None, str),

@@ -1,15 +1,57 @@
-"""`make run`: one process on one machine, for trying mailprefs out."""
+"""`make run`: one process on one machine, for trying mailprefs out.
+
+The web server, a worker thread and the scheduler (elected through the same lease as a
+separate scheduler process would be, so starting one beside it stays safe) all run here
+and stop together when the server does (Ctrl-C or SIGTERM).
+"""
 
 from __future__ import annotations
+
+import logging
+import signal
+import threading
 
 import click
 from flask import Flask
 from werkzeug.serving import run_simple
 
+from mailprefs.delivery.worker import Worker
+from mailprefs.scheduling.service import SchedulerService
+
+STOP_TIMEOUT = 30.0
+
 
 def run(app: Flask, host: str, port: int) -> None:
-    click.echo(
-        f"mailprefs on http://{host}:{port}  (mail captured to "
-        f"{app.config['MAILPREFS_MAIL_CAPTURE_DIR']})"
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    worker = Worker(app)
+    worker_thread = threading.Thread(
+        target=worker.run_forever,
+        args=(app.config["MAILPREFS_WORKER_IDLE_SECONDS"],),
+        name="mailprefs-worker",
+        daemon=True,
     )
-    run_simple(host, port, app, threaded=True, use_reloader=False)
+    scheduler = SchedulerService(app)
+    click.echo(
+        f"mailprefs on http://{host}:{port}  (scheduler and worker in this process; mail "
+        f"captured to {app.config['MAILPREFS_MAIL_CAPTURE_DIR']})"
+    )
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    worker_thread.start()
+    scheduler_thread = scheduler.start_thread()
+    try:
+        run_simple(host, port, app, threaded=True, use_reloader=False)
+    finally:
+        # The worker finishes the message in hand and gives back the rest; the scheduler
+        # lets running jobs finish and releases its lease.
+        worker.stop.set()
+        scheduler.stop.set()
+        worker_thread.join(STOP_TIMEOUT)
+        scheduler_thread.join(STOP_TIMEOUT)
+        signal.signal(signal.SIGTERM, previous)
+        click.echo("mailprefs stopped")
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    # SIGTERM stops the server the way Ctrl-C does, so the threads are stopped cleanly.
+    raise KeyboardInterrupt
