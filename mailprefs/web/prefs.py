@@ -12,6 +12,7 @@ The preference center lives in `prefs_center`; this module holds the shared help
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from typing import Any
 
@@ -26,7 +27,7 @@ from mailprefs.domain.consent import Evidence
 from mailprefs.domain.errors import Gone, NotFound
 from mailprefs.domain.models import Subscriber, SubscriberStatus, TopicState
 from mailprefs.domain.tokens import TokenExpired, TokenInvalid
-from mailprefs.extensions import csrf, db_session, get_db, get_tokens
+from mailprefs.extensions import csrf, db_session, get_db, get_tokens, limiter
 
 bp = Blueprint("prefs", __name__)
 
@@ -36,6 +37,16 @@ bp = Blueprint("prefs", __name__)
 # asking more of the one-click POST (no cookie, no CSRF token, no redirect); the
 # page's own forms follow the same rule so they work without cookies too.
 csrf.exempt(bp)
+
+
+@limiter.request_filter
+def _no_rate_limits() -> bool:
+    """No rate limits here: mailbox providers send one-click POSTs in bulk, from a few
+    addresses, right after a campaign, and each must work the first time. A token cannot
+    be guessed, so there is nothing to slow down. (A request filter, rather than
+    `limiter.exempt`, lets the limiter skip these requests before doing any work.)"""
+    return request.blueprint == "prefs"
+
 
 # Who recorded a change made on these pages: the person, through a link we mailed them.
 ACTOR = "recipient"
@@ -65,9 +76,15 @@ class TestCopyLink(NotFound):
     """A link from a test copy of a campaign: it acts on nobody."""
 
 
+# The answer to a mail client's one-click POST: no browser shows it, so it carries only
+# what matters to any client (and each header costs: this is the bulk path).
+MACHINE_HEADERS = [("Cache-Control", "no-store"), ("Referrer-Policy", "no-referrer")]
+
+
 @bp.after_request
 def _security_headers(response: Response) -> Response:
-    response.headers.update(SECURITY_HEADERS)
+    if not getattr(response, "machine_answer", False):
+        response.headers.update(SECURITY_HEADERS)
     return response
 
 
@@ -188,7 +205,11 @@ def unsubscribe_page(token: str):
 def unsubscribe_post(token: str):
     """RFC 8058 one-click (or the page's button): opt out of the mail's topic; 200."""
     payload = load_token("unsubscribe", token)
-    if request.form.get("List-Unsubscribe") == "One-Click":
+    # Mail clients send exactly this body (RFC 8058); anything else is parsed as a form.
+    if (
+        request.get_data(cache=True) == b"List-Unsubscribe=One-Click"
+        or request.form.get("List-Unsubscribe") == "One-Click"
+    ):
         source = "one_click"
     elif request.form.get("unsubscribe") == "yes":
         source = "unsubscribe_page"
@@ -202,15 +223,47 @@ def unsubscribe_post(token: str):
         )
     if payload["s"] == TEST_COPY_ID:
         raise TestCopyLink("this link comes from a test copy")
-    session = db_session()
-    done = links.opt_out(session, payload["s"], payload["t"], evidence(source, payload))
-    session.commit()
+    proof = evidence(source, payload)
+    # A bare connection, not the ORM session: this is the one path mail clients call in
+    # bulk, and the write lock is held for as short a time as possible.
+    with get_db().engine.begin() as connection:
+        done = links.opt_out(connection, payload["s"], payload["t"], proof)
+    if source == "one_click":
+        config = current_app.config
+        response = Response(
+            _one_click_answer(
+                done.topic_name,
+                done.changed,
+                config["MAILPREFS_ORG_NAME"],
+                config["MAILPREFS_POSTAL_ADDRESS"],
+                config["MAILPREFS_PRIVACY_POLICY_URL"],
+            ),
+            headers=MACHINE_HEADERS,
+            mimetype="text/html",
+        )
+        response.machine_answer = True
+        return response
     return page(
         "prefs/unsubscribed.html",
         topic_name=done.topic_name,
         address=mask(done.email),
         changed=done.changed,
         preferences_url=preferences_url(payload["s"], payload.get("c")),
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _one_click_answer(
+    topic_name: str, changed: bool, org_name: str, postal_address: str, privacy_url: str
+) -> str:
+    """The short page a mail client's POST gets: the same few bodies over and over, so
+    rendered once each (without the context processors: no login lookup)."""
+    return current_app.jinja_env.get_template("prefs/one_click.html").render(
+        topic_name=topic_name,
+        changed=changed,
+        org_name=org_name,
+        postal_address=postal_address,
+        privacy_url=privacy_url,
     )
 
 
