@@ -1,0 +1,309 @@
+"""One-click unsubscribe (RFC 8058): `POST /u/{token}` under gunicorn, driven by wrk.
+
+For each database (SQLite, and PostgreSQL where reachable), on one scratch database:
+
+- baseline: `bench/oneclick_baseline.py`, a bare Flask app that verifies the same kind of
+  token and runs one UPDATE on the same database with the same engine settings;
+- mailprefs: `gunicorn wsgi:app`, the real service in production mode, which also checks
+  the person and topic, appends a consent event (IP, user agent, policy version,
+  campaign) and moves the projection, then answers.
+
+Both run as `gunicorn -w 2`, and wrk drives them with `-t2 -c16 -d15s --latency`. This is
+a 2-core machine: the servers and wrk share the cores (and with whatever else runs), so
+the two apps are measured in turn, three rounds each, and each figure is the median
+round. Server CPU per request (the workers' user + system time from /proc) is printed
+too: it hardly moves with the load of other processes.
+
+Each request is the body `List-Unsubscribe=One-Click` on a token of its own: the
+population holds enough distinct people that every request is a first opt-out, which
+writes (a repeated POST for the same person writes nothing, by design, and would flatter
+the service; the tests cover it). A short warm-up on tokens of its own comes first.
+
+Environment: MAILPREFS_BENCH_ONECLICK_SECONDS (default 15; 5 with --quick),
+MAILPREFS_BENCH_ONECLICK_ROUNDS (default 3; 1 with --quick),
+MAILPREFS_BENCH_ONECLICK_FULL=1 also measures both apps on SQLite with
+`synchronous=FULL` (for the README's durability figures; no target). Needs /usr/bin/wrk
+(`apt-get install wrk`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from bench import fixtures
+from bench.common import Figure
+from mailprefs.config import secret_keys
+from mailprefs.domain.tokens import TokenService
+
+WRK = os.environ.get("MAILPREFS_WRK", "/usr/bin/wrk")
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+CONNECTIONS = 16
+THREADS = 2  # wrk's threads; the machine has 2 cores shared with the server
+WORKERS = 2
+WARMUP_SECONDS = 2
+MIN_RATIO = 0.7
+P99_LIMIT_MS = 50.0
+# Most requests a second either app could plausibly serve here, times a margin: the
+# population must outlast the run so that every request is a first opt-out.
+PEAK_RATE = 3_000
+
+LUA = r"""
+-- POST List-Unsubscribe=One-Click to /u/TOKEN; the threads take turns through the
+-- token file (thread k takes lines k+1, k+1+THREADS, ...), so no token is sent twice.
+local threads = {}
+function setup(thread)
+  thread:set("id", #threads)
+  table.insert(threads, thread)
+end
+function init(args)
+  tokens = {}
+  for line in io.lines(args[1]) do tokens[#tokens + 1] = line end
+  step = tonumber(args[2])
+  i = id
+  wrk.method = "POST"
+  wrk.body = "List-Unsubscribe=One-Click"
+  wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+end
+function request()
+  local token = tokens[(i % #tokens) + 1]
+  i = i + step
+  return wrk.format(nil, "/u/" .. token)
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'RESULT {"requests": %d, "duration_us": %d, "non2xx": %d, "socket_errors": %d, ' ..
+    '"p50_us": %d, "p99_us": %d, "max_us": %d}\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
+
+
+def main(args: argparse.Namespace) -> list[Figure]:
+    if not Path(WRK).exists():
+        raise SystemExit(f"{WRK} not found: install it (apt-get install wrk)")
+    seconds = int(os.environ.get("MAILPREFS_BENCH_ONECLICK_SECONDS", "5" if args.quick else "15"))
+    rounds = int(os.environ.get("MAILPREFS_BENCH_ONECLICK_ROUNDS", "1" if args.quick else "3"))
+    kinds = ["sqlite"] + (["postgresql"] if fixtures.postgres_available() else [])
+    if "postgresql" not in kinds:
+        print("   PostgreSQL unreachable: measuring SQLite only", flush=True)
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory(prefix="mailprefs-bench-oneclick-") as tmp:
+        workdir = Path(tmp)
+        (workdir / "oneclick.lua").write_text(LUA)
+        for kind in kinds:
+            figures += _measure(workdir, kind, seconds, rounds, "NORMAL", targets=True)
+        if os.environ.get("MAILPREFS_BENCH_ONECLICK_FULL") == "1":
+            figures += _measure(workdir, "sqlite", seconds, rounds, "FULL", targets=False)
+    return figures
+
+
+APPS = {"baseline": "bench.oneclick_baseline:create_app()", "mailprefs": "wsgi:app"}
+
+
+def _measure(
+    workdir: Path, kind: str, seconds: int, rounds: int, synchronous: str, *, targets: bool
+) -> list[Figure]:
+    """Both servers on one scratch database, measured in turn `rounds` times (baseline,
+    mailprefs, baseline, ...): on a shared machine, load that comes and goes then falls
+    on both alike. Each figure is the median round."""
+    label = kind if kind == "postgresql" else f"sqlite, synchronous={synchronous}"
+    per_run = seconds * PEAK_RATE
+    slices = {f"{name}-warmup": WARMUP_SECONDS * PEAK_RATE for name in APPS}
+    slices.update({f"{name}-{i}": per_run for i in range(rounds) for name in APPS})
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in APPS}
+    with fixtures.scratch_database(kind, workdir) as url:
+        fixtures.make_app(url, workdir)  # topics and the policy in force
+        fixtures.populate(url, sum(slices.values()), mix=False)
+        files = _token_files(workdir, slices)
+        env = fixtures.environment(url, workdir, MAILPREFS_SQLITE_SYNCHRONOUS=synchronous)
+        before = _one_click_events(url)
+        with _servers(env, workdir) as servers:
+            warmup = {
+                name: _wrk(base_url, workdir, files[f"{name}-warmup"], WARMUP_SECONDS)
+                for name, (_, base_url) in servers.items()
+            }
+            for i in range(rounds):
+                for name, (server, base_url) in servers.items():
+                    cpu = _cpu_seconds(server)
+                    result = _wrk(base_url, workdir, files[f"{name}-{i}"], seconds)
+                    result["cpu_us"] = (_cpu_seconds(server) - cpu) / result["requests"] * 1e6
+                    results[name].append(_checked(name, result, workdir))
+        recorded = _one_click_events(url) - before
+    base, app = (_median(results[name]) for name in APPS)
+    sent = sum(r["requests"] for r in results["mailprefs"]) + warmup["mailprefs"]["requests"]
+    print(
+        f"   {label}: baseline {base['rate']:,.0f} req/s p99 {base['p99']:.1f} ms "
+        f"({base['cpu_us']:,.0f} us server CPU/request); mailprefs {app['rate']:,.0f} req/s "
+        f"p99 {app['p99']:.1f} ms ({app['cpu_us']:,.0f} us server CPU/request); "
+        f"rounds {[round(r['rate']) for r in results['baseline']]} vs "
+        f"{[round(r['rate']) for r in results['mailprefs']]}; "
+        f"{recorded:,} consent events for {sent:,} one-click POSTs",
+        flush=True,
+    )
+    if recorded != sent:
+        raise SystemExit(f"{label}: every POST was a first opt-out, yet {recorded} != {sent}")
+    name = f"one-click POST, {label}, gunicorn -w {WORKERS}, wrk -t{THREADS} -c{CONNECTIONS}"
+    baseline_name = "bare Flask + 1 UPDATE"
+    return [
+        Figure(
+            f"{name}: mailprefs",
+            app["rate"],
+            "req/s",
+            baseline=base["rate"],
+            baseline_name=baseline_name,
+            min_ratio=MIN_RATIO if targets else None,
+        ),
+        Figure(
+            f"{name}: mailprefs p99",
+            app["p99"],
+            "ms",
+            baseline=base["p99"],
+            baseline_name=baseline_name,
+            limit=P99_LIMIT_MS if targets else None,
+        ),
+        Figure(
+            f"{name}: mailprefs server CPU per request",
+            app["cpu_us"],
+            "us",
+            baseline=base["cpu_us"],
+            baseline_name=baseline_name,
+        ),
+    ]
+
+
+def _median(results: list[dict[str, float]]) -> dict[str, float]:
+    return sorted(results, key=lambda r: r["rate"])[len(results) // 2]
+
+
+def _checked(name: str, result: dict[str, float], workdir: Path) -> dict[str, float]:
+    if result["non2xx"] or result["socket_errors"]:
+        tail = (workdir / f"gunicorn-{name}.log").read_text()[-3000:]
+        raise SystemExit(f"{name}: {result} (answers other than 2xx, or socket errors)\n{tail}")
+    result["rate"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["p99"] = result["p99_us"] / 1000
+    return result
+
+
+def _token_files(workdir: Path, slices: dict[str, int]) -> dict[str, Path]:
+    """One file of unsubscribe tokens per run, for disjoint slices of the population
+    (`populate` numbers people 1..n with public ids `pub%012d`, all opted in to offers),
+    so that no token is used twice in the whole benchmark."""
+    tokens = TokenService(
+        secret_keys(fixtures.SECRET_KEY), unsubscribe_max_age=86400, confirm_max_age=3600
+    )
+    files, start = {}, 1
+    for name, count in slices.items():
+        path = workdir / f"tokens-{name}.txt"
+        with path.open("w") as handle:
+            for n in range(start, start + count):
+                handle.write(tokens.unsubscribe(f"pub{n:012d}", "offers", "cmp_bench") + "\n")
+        files[name] = path
+        start += count
+    return files
+
+
+@contextlib.contextmanager
+def _servers(env: dict[str, str], workdir: Path):
+    """Both apps under `gunicorn -w 2`, each on a port of its own: {name: (process, url)}."""
+    servers: dict[str, tuple[subprocess.Popen, str]] = {}
+    try:
+        for name, target in APPS.items():
+            port = _free_port()
+            log = workdir / f"gunicorn-{name}.log"
+            with log.open("w") as handle:
+                process = subprocess.Popen(
+                    [GUNICORN, "-w", str(WORKERS), "-b", f"127.0.0.1:{port}"]
+                    + ["--log-level", "warning", target],
+                    cwd=fixtures.ROOT,
+                    env=env,
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                )
+            servers[name] = (process, f"http://127.0.0.1:{port}")
+            _wait_ready(port, process, log)
+        yield servers
+    finally:
+        for process, _ in servers.values():
+            process.send_signal(signal.SIGTERM)
+        for process, _ in servers.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _cpu_seconds(master: subprocess.Popen) -> float:
+    """CPU time (user + system) used so far by the gunicorn master's workers."""
+    children = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
+    ticks = 0
+    for pid in children:
+        with contextlib.suppress(FileNotFoundError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _wrk(url: str, workdir: Path, tokens: Path, seconds: int) -> dict[str, float]:
+    command = [
+        WRK,
+        f"-t{THREADS}",
+        f"-c{CONNECTIONS}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(workdir / "oneclick.lua"),
+        url,
+        "--",
+        str(tokens),
+        str(THREADS),
+    ]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
+    return json.loads(line[len("RESULT ") :])
+
+
+def _wait_ready(port: int, server: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"gunicorn exited:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"gunicorn did not answer in time:\n{log.read_text()[-3000:]}")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _one_click_events(url: str) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(
+                sa.text("SELECT count(*) FROM consent_events WHERE source = 'one_click'")
+            ).scalar_one()
+    finally:
+        engine.dispose()
