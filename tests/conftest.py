@@ -51,7 +51,7 @@ def postgres_url(worker_id: str) -> Iterator[str | None]:
             pytest.exit(f"PostgreSQL is required but unreachable at {base}", returncode=3)
         yield None
         return
-    name = f"mailprefs_test_{worker_id}"
+    name = f"mailprefs_test_{run_id()}_{worker_id}"
     url = databases.create_database(base, name)
     from mailprefs.db import Database
 
@@ -172,6 +172,11 @@ def bearer(key: str) -> dict[str, str]:
 def _no_frozen_clock_leaks() -> Iterator[None]:
     yield
     clock.unfreeze()
+
+
+def run_id() -> str:
+    """Distinguishes concurrent test runs on one server (xdist shares it among workers)."""
+    return os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))[:12]
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,9 @@ def fresh_url(request, tmp_path, worker_id):
         if databases.postgres_required():
             pytest.fail("PostgreSQL is required")
         pytest.skip("PostgreSQL unreachable")
-    name = f"mailprefs_migrations_{worker_id}"
+    from tests.conftest import run_id
+
+    name = f"mailprefs_migrations_{run_id()}_{worker_id}"
     yield databases.create_database(base, name)
     databases.drop_database(base, name)
 

@@ -9,7 +9,7 @@ Expansion into the outbox and sending live in `mailprefs.delivery`.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -30,6 +30,19 @@ from mailprefs.domain.outbox_models import (
 
 S = CampaignStatus
 MAX_AUDIENCE_ATTRIBUTES = 20
+
+
+# A client's "now" arrives a little in the past; within this skew it means now.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def check_send_at(send_at: datetime | None, now: datetime) -> datetime | None:
+    """A send time in the future, or within CLOCK_SKEW of now (taken as now)."""
+    if send_at is None:
+        return None
+    if send_at < now - CLOCK_SKEW:
+        raise Invalid.field("send_at", "must not be in the past (omit it to send now)")
+    return max(send_at, now)
 
 
 def validate_content(subject: str, text: str, html: str | None) -> None:
@@ -66,10 +79,9 @@ def create(
     created_by: str,
     kind: CampaignKind = CampaignKind.CAMPAIGN,
 ) -> Campaign:
-    if send_at is not None and send_at < clock.now():
-        raise Invalid.field("send_at", "must not be in the past (omit it to send now)")
-    validate_content(subject, text, html)
     now = clock.now()
+    send_at = check_send_at(send_at, now)
+    validate_content(subject, text, html)
     campaign = Campaign(
         kind=kind,
         topic_id=topic.id,

@@ -84,9 +84,17 @@ def account_transition(
 
 
 def policy_version_in_force(session: Session, at: datetime) -> str | None:
+    """The latest policy that had taken effect at `at`. A version whose announcement was
+    cancelled never takes effect: people were not told of it."""
+    from mailprefs.domain.outbox_models import Campaign, CampaignStatus
+
     return session.scalar(
         select(PolicyVersion.version)
-        .where(PolicyVersion.effective_at <= at)
+        .outerjoin(Campaign, Campaign.id == PolicyVersion.campaign_id)
+        .where(
+            PolicyVersion.effective_at <= at,
+            (Campaign.id.is_(None)) | (Campaign.status != CampaignStatus.CANCELLED),
+        )
         .order_by(PolicyVersion.effective_at.desc())
         .limit(1)
     )

@@ -357,3 +357,11 @@ def test_messages_to_an_unknown_id_are_404(client, transactional_key):
         ),
         404,
     )
+
+
+def test_a_send_at_of_just_now_is_taken_as_now_but_older_is_refused(client, marketing_key):
+    """A client's 'now' arrives slightly in the past: within 5 minutes it means now."""
+    just_now = (clock.now() - timedelta(seconds=30)).isoformat()
+    assert create(client, marketing_key, {**CAMPAIGN, "send_at": just_now}).status_code == 201
+    long_ago = (clock.now() - timedelta(minutes=6)).isoformat()
+    problem(create(client, marketing_key, {**CAMPAIGN, "send_at": long_ago}), 422)

@@ -233,9 +233,7 @@ def _control(call: Call, public_id: str, action) -> tuple[int, CampaignOut]:
     tag="campaigns",
 )
 def schedule_campaign(call: Call, public_id: str):
-    send_at = call.body.send_at
-    if send_at is not None and send_at < clock.now():
-        raise Invalid.field("send_at", "must not be in the past (omit it to send now)")
+    send_at = campaigns.check_send_at(call.body.send_at, clock.now())
     return _control(call, public_id, lambda s, c, a: campaigns.schedule(s, c, send_at, a))
 
 
