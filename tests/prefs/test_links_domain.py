@@ -1,0 +1,192 @@
+"""The domain behind the links: the fast opt-out writes what `consent.opt_out` writes,
+two clicks at once record one event, and the small lookups the pages use."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from mailprefs import clock
+from mailprefs.domain import complaints, confirmations, consent, links, subscribers
+from mailprefs.domain.consent import Evidence
+from mailprefs.domain.errors import Gone, NotFound
+from mailprefs.domain.models import ConsentEvent, TopicSubscription
+from mailprefs.domain.subscribers import find_by_public_id
+from mailprefs.domain.topics import get_topic
+from tests.prefs.support import make_person
+from tests.support.factories import evidence
+
+PROOF = Evidence(
+    source="one_click",
+    ip="2001:db8::7",
+    user_agent="Mail/1.0",
+    actor="recipient",
+    context={"campaign": "cmp_1"},
+)
+
+
+def recorded(db, public_id: str) -> tuple[dict, dict]:
+    """The last event and the state row of `offers`, without ids and the person."""
+    with db.session(read_only=True) as s:
+        person = find_by_public_id(s, public_id)
+        offers = get_topic(s, "offers")
+        event = s.scalar(
+            select(ConsentEvent)
+            .where(ConsentEvent.subscriber_id == person.id)
+            .order_by(ConsentEvent.id.desc())
+            .limit(1)
+        )
+        state = s.get(TopicSubscription, (person.id, offers.id))
+        fields = ("action", "source", "ip", "user_agent", "policy_version", "actor")
+        return (
+            {f: getattr(event, f) for f in fields}
+            | {
+                "context": event.context,
+                "topic_id": event.topic_id,
+                "occurred_at": event.occurred_at,
+                "recorded_at": event.recorded_at,
+            },
+            {
+                "state": state.state,
+                "changed_at": state.changed_at,
+                "points_at_the_event": state.event_id == event.id,
+            },
+        )
+
+
+def test_the_fast_opt_out_writes_exactly_what_consent_opt_out_writes(db):
+    """Same event (every field) and same state row as the general path, on both
+    databases; and rebuilding the projection from the ledger finds no difference."""
+    fast = make_person(db, opted_in=("offers",))
+    general = make_person(db, opted_in=("offers",))
+    clock.freeze(clock.now() + timedelta(seconds=5))
+    with db.engine.begin() as connection:
+        done = links.opt_out(connection, fast, "offers", PROOF)
+    with db.transaction() as s:
+        consent.opt_out(s, find_by_public_id(s, general), get_topic(s, "offers"), PROOF)
+    assert done == links.Unsubscribed(True, "Offers and product news", done.email)
+    assert recorded(db, fast) == recorded(db, general)
+    with db.transaction() as s:
+        assert consent.rebuild(s, fix=False) == []
+
+
+def test_the_fast_opt_out_is_idempotent(db):
+    """A second opt-out reports no change and writes nothing."""
+    person = make_person(db, opted_in=("offers",))
+    with db.engine.begin() as connection:
+        assert links.opt_out(connection, person, "offers", PROOF).changed
+    with db.session(read_only=True) as s:
+        count = s.scalar(select(func.count(ConsentEvent.id)))
+    with db.engine.begin() as connection:
+        assert not links.opt_out(connection, person, "offers", PROOF).changed
+    with db.session(read_only=True) as s:
+        assert s.scalar(select(func.count(ConsentEvent.id))) == count
+
+
+def test_the_fast_opt_out_refuses_unknown_and_erased_people_and_topics(db):
+    """Unknown person or topic: NotFound; erased person: Gone; nothing is written."""
+    person = make_person(db, opted_in=("offers",))
+    erased = make_person(db, opted_in=("offers",))
+    with db.transaction() as s:
+        subscribers.erase(s, find_by_public_id(s, erased), hash_key="test-hash-key", actor="t")
+    with db.session(read_only=True) as s:
+        before = s.scalar(select(func.count(ConsentEvent.id)))
+    for public_id, slug, error in (
+        ("nobody", "offers", NotFound),
+        (person, "no-such-topic", NotFound),
+        (person, "account", NotFound),
+        (erased, "offers", Gone),
+    ):
+        with pytest.raises(error), db.engine.begin() as connection:
+            links.opt_out(connection, public_id, slug, PROOF)
+    with db.session(read_only=True) as s:
+        assert s.scalar(select(func.count(ConsentEvent.id))) == before
+
+
+def test_two_clicks_at_once_record_one_event(db):
+    """Two transactions opting out the same person at the same moment: the second waits
+    for the first and finds the opt-out done; one event, one change."""
+    person = make_person(db, opted_in=("offers",))
+    first_done, release = threading.Event(), threading.Event()
+    results: dict[str, bool] = {}
+
+    def first() -> None:
+        with db.engine.begin() as connection:
+            results["first"] = links.opt_out(connection, person, "offers", PROOF).changed
+            first_done.set()
+            release.wait(10)
+
+    def second() -> None:
+        with db.engine.begin() as connection:
+            results["second"] = links.opt_out(connection, person, "offers", PROOF).changed
+
+    one = threading.Thread(target=first)
+    one.start()
+    assert first_done.wait(10)
+    two = threading.Thread(target=second)
+    two.start()
+    two.join(0.5)
+    assert two.is_alive()  # it waits for the first transaction
+    release.set()
+    one.join(10)
+    two.join(10)
+    assert results == {"first": True, "second": False}
+    with db.session(read_only=True) as s:
+        events = s.scalars(
+            select(ConsentEvent.action).where(ConsentEvent.source == "one_click")
+        ).all()
+    assert events == ["opt_out"]
+
+
+def test_find_person_and_marketing_topic(db):
+    """The lookups of the pages: unknown -> NotFound, erased -> Gone, administrative or
+    retired topics are not offered to join."""
+    person = make_person(db)
+    with db.transaction() as s:
+        assert links.find_person(s, person, for_update=True).public_id == person
+        with pytest.raises(NotFound):
+            links.find_person(s, "nobody")
+        assert links.marketing_topic(s, "offers").slug == "offers"
+        with pytest.raises(NotFound):
+            links.marketing_topic(s, "account")
+        get_topic(s, "newsletter").active = False
+        s.flush()
+        assert links.marketing_topic(s, "newsletter").slug == "newsletter"
+        with pytest.raises(NotFound):
+            links.marketing_topic(s, "newsletter", active_only=True)
+
+
+def test_requested_since_sees_a_recent_confirmation_mail_for_that_topic_only(db):
+    """confirmations.requested_since: true after a confirmation mail for the topic was
+    queued after the moment given, false for another topic or an earlier moment."""
+    person = make_person(db, opted_in=("newsletter",), confirmed=False)  # queues one now
+    with db.session(read_only=True) as s:
+        subscriber = find_by_public_id(s, person)
+        newsletter, offers = get_topic(s, "newsletter"), get_topic(s, "offers")
+        a_minute_ago = clock.now() - timedelta(minutes=1)
+        assert confirmations.requested_since(s, subscriber, newsletter, a_minute_ago)
+        assert not confirmations.requested_since(s, subscriber, offers, a_minute_ago)
+        later = clock.now() + timedelta(minutes=1)
+        assert not confirmations.requested_since(s, subscriber, newsletter, later)
+
+
+def test_open_for_finds_a_persons_open_complaint_until_resolved(db):
+    """complaints.open_for: the person's open complaint, and None once it is resolved."""
+    person = make_person(db, opted_in=("offers",))
+    with db.transaction() as s:
+        subscriber = find_by_public_id(s, person)
+        assert complaints.open_for(s, subscriber) is None
+        complaint = complaints.report(
+            s,
+            subscriber=subscriber,
+            email_hash=None,
+            source="preference_page",
+            evidence=evidence("preference_page"),
+        )
+        assert complaints.open_for(s, subscriber).id == complaint.id
+        complaints.resolve(s, complaint, actor="ops", resolution="was a forwarded mail")
+        s.flush()
+        assert complaints.open_for(s, subscriber) is None
