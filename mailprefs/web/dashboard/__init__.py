@@ -101,6 +101,7 @@ from mailprefs.web.dashboard import (  # noqa: E402,F401
     auth,
     campaigns,
     complaints,
+    jobs,
     mail,
     suppressions,
 )
