@@ -155,8 +155,11 @@ def _measure(
         f"{recorded:,} consent events for {sent:,} one-click POSTs",
         flush=True,
     )
-    if recorded != sent:
-        raise SystemExit(f"{label}: every POST was a first opt-out, yet {recorded} != {sent}")
+    # Every POST is a first opt-out, so each records one event. wrk stops counting at the
+    # deadline with up to one request per connection still in flight, which the server
+    # completes: those may add events, never remove one.
+    if not sent <= recorded <= sent + CONNECTIONS * (rounds + 1):
+        raise SystemExit(f"{label}: {recorded:,} consent events for {sent:,} POSTs")
     name = f"one-click POST, {label}, gunicorn -w {WORKERS}, wrk -t{THREADS} -c{CONNECTIONS}"
     baseline_name = "bare Flask + 1 UPDATE"
     return [
