@@ -103,5 +103,6 @@ from mailprefs.web.dashboard import (  # noqa: E402,F401
     complaints,
     jobs,
     mail,
+    policies,
     suppressions,
 )

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, SelectField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length, Regexp
+from wtforms import (
+    DateTimeLocalField,
+    PasswordField,
+    RadioField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, InputRequired, Length, Optional, Regexp
 
 NO_CONTROL = Regexp(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$", message="no control characters")
 
@@ -49,3 +56,63 @@ class UserForm(FlaskForm):
     email = StringField("Email", validators=[DataRequired(), Length(max=320), NO_CONTROL])
     role = SelectField("Role", choices=["ops", "admin"])
     password = PasswordField("Password", validators=[DataRequired(), Length(min=12, max=1024)])
+
+
+def _strip(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
+
+
+# Minutes first: the format a datetime-local input shows; seconds accepted too.
+LOCAL_TIME = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"]
+
+
+class PolicyForm(FlaskForm):
+    """A policy version and its notice: the fields of `POST /api/v1/policies`, with the
+    API's limits. Times are UTC (the dashboard shows every time in UTC); the domain
+    checks the notice period, the order of versions and a known version."""
+
+    version = StringField(
+        "Version",
+        filters=[_strip],
+        validators=[
+            DataRequired(),
+            Regexp(
+                r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                message="letters, digits, dots, dashes and underscores (up to 64), "
+                "starting with a letter or digit",
+            ),
+        ],
+    )
+    title = StringField(
+        "Title",
+        filters=[_strip],
+        validators=[
+            DataRequired(),
+            Length(max=200),
+            Regexp(r"^[^\x00-\x1f\x7f]*$", message="one line, no control characters"),
+        ],
+    )
+    summary = TextAreaField(
+        "Summary",
+        validators=[DataRequired(), Length(max=20_000), NO_CONTROL],
+    )
+    url = StringField(
+        "Where the new policy is published",
+        filters=[_strip],
+        validators=[
+            DataRequired(),
+            Length(max=2000),
+            Regexp(r"^https?://[^\s\x00-\x1f\x7f]+$", message="must be an http(s) URL"),
+        ],
+    )
+    effective_at = DateTimeLocalField(
+        "Takes effect (UTC)", format=LOCAL_TIME, validators=[InputRequired()]
+    )
+    announce_at = DateTimeLocalField(
+        "Announce at (UTC; leave empty to announce now)",
+        format=LOCAL_TIME,
+        validators=[Optional()],
+    )
+    # Plain values (the template words them): (value, label) pairs are deprecated in
+    # WTForms 3.3, and its SelectChoice does not exist before it.
+    kind = RadioField("Kind", choices=["change", "transfer"], default="change")
