@@ -269,3 +269,28 @@ def test_a_cancelled_notice_is_listed_as_never_taking_effect(app, admin_client, 
     listing = admin_client.get("/dashboard/policies").get_data(as_text=True)
     row = re.search(r'<tr id="policy-2026-04".*?</tr>', listing, re.S).group(0)
     assert ">cancelled<" in row and "never takes effect" in row
+
+
+@pytest.mark.postgres_only
+def test_a_version_announced_concurrently_is_refused_beside_its_field_not_a_500(
+    app, ops_client, db, monkeypatch
+):
+    """Promise: a double click on confirm (two requests past the known-version check at
+    once, as PostgreSQL allows) announces the version once; the second gets the error
+    beside the version field, not a 500."""
+    clock.freeze(T0)
+    check = policies._check
+
+    def another_request_announces_meanwhile(session, what, *args):
+        check(session, what, *args)  # this request's checks pass...
+        monkeypatch.setattr(policies, "_check", check)
+        settings = policies.NoticeSettings(30, "Org", "x@example.test")
+        with db.transaction() as other:  # ...and another request announces it first
+            policies.announce(other, what, settings, "test")
+
+    monkeypatch.setattr(policies, "_check", another_request_announces_meanwhile)
+    reply = create(ops_client, form())
+    assert reply.status_code == 200
+    assert "exists already" in field_error(reply.get_data(as_text=True), "version")
+    with db.session(read_only=True) as s:
+        assert s.scalar(select(func.count(PolicyVersion.id))) == 2  # installed + one

@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import UTC
 
 from flask import current_app, flash, redirect, render_template, request, url_for
+from sqlalchemy.exc import IntegrityError
 
 from mailprefs.domain import campaigns
 from mailprefs.domain import policies as rules
@@ -67,6 +68,10 @@ def _announce(form: PolicyForm):
         return rules.announce(db_session(), _announcement(form), _settings(), actor())
     except Conflict as exc:
         form.version.errors.append(exc.detail)
+    except IntegrityError:
+        # The same version announced by another request since the check (a double click
+        # on confirm, on PostgreSQL): the unique version refused the second.
+        form.version.errors.append(f"policy version {form.version.data!r} exists already")
     except Invalid as exc:
         for error in exc.errors or [{"field": "", "detail": exc.detail}]:
             field = getattr(form, error["field"], None) if error["field"] in FIELDS else None
