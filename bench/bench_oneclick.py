@@ -10,9 +10,10 @@ For each database (SQLite, and PostgreSQL where reachable), on one scratch datab
 
 Both run as `gunicorn -w 2`, and wrk drives them with `-t2 -c16 -d15s --latency`. This is
 a 2-core machine: the servers and wrk share the cores (and with whatever else runs), so
-the two apps are measured in turn, three rounds each, and each figure is the median
-round. Server CPU per request (the workers' user + system time from /proc) is printed
-too: it hardly moves with the load of other processes.
+the two apps are measured in turn, three rounds each, and each app's figure is its best
+round (the one least disturbed by other processes, as `timeit` takes the minimum).
+Server CPU per request (the workers' user + system time from /proc, median of the
+rounds) is printed too: it hardly moves with the load of other processes.
 
 Each request is the body `List-Unsubscribe=One-Click` on a token of its own: the
 population holds enough distinct people that every request is a first opt-out, which
@@ -120,12 +121,13 @@ def _measure(
 ) -> list[Figure]:
     """Both servers on one scratch database, measured in turn `rounds` times (baseline,
     mailprefs, baseline, ...): on a shared machine, load that comes and goes then falls
-    on both alike. Each figure is the median round."""
+    on both alike. Each figure is the app's best round."""
     label = kind if kind == "postgresql" else f"sqlite, synchronous={synchronous}"
     per_run = seconds * PEAK_RATE
     slices = {f"{name}-warmup": WARMUP_SECONDS * PEAK_RATE for name in APPS}
     slices.update({f"{name}-{i}": per_run for i in range(rounds) for name in APPS})
     results: dict[str, list[dict[str, float]]] = {name: [] for name in APPS}
+    load = [Path("/proc/loadavg").read_text().split()[0]]
     with fixtures.scratch_database(kind, workdir) as url:
         fixtures.make_app(url, workdir)  # topics and the policy in force
         fixtures.populate(url, sum(slices.values()), mix=False)
@@ -144,7 +146,8 @@ def _measure(
                     result["cpu_us"] = (_cpu_seconds(server) - cpu) / result["requests"] * 1e6
                     results[name].append(_checked(name, result, workdir))
         recorded = _one_click_events(url) - before
-    base, app = (_median(results[name]) for name in APPS)
+    load.append(Path("/proc/loadavg").read_text().split()[0])
+    base, app = (_best(results[name]) for name in APPS)
     sent = sum(r["requests"] for r in results["mailprefs"]) + warmup["mailprefs"]["requests"]
     print(
         f"   {label}: baseline {base['rate']:,.0f} req/s p99 {base['p99']:.1f} ms "
@@ -152,7 +155,8 @@ def _measure(
         f"p99 {app['p99']:.1f} ms ({app['cpu_us']:,.0f} us server CPU/request); "
         f"rounds {[round(r['rate']) for r in results['baseline']]} vs "
         f"{[round(r['rate']) for r in results['mailprefs']]}; "
-        f"{recorded:,} consent events for {sent:,} one-click POSTs",
+        f"{recorded:,} consent events for {sent:,} one-click POSTs; "
+        f"load average {load[0]} before, {load[1]} after",
         flush=True,
     )
     # Every POST is a first opt-out, so each records one event. wrk stops counting at the
@@ -189,8 +193,13 @@ def _measure(
     ]
 
 
-def _median(results: list[dict[str, float]]) -> dict[str, float]:
-    return sorted(results, key=lambda r: r["rate"])[len(results) // 2]
+def _best(results: list[dict[str, float]]) -> dict[str, float]:
+    """The round least disturbed by other processes (as `timeit` takes the minimum):
+    the most requests per second, with that round's p99; CPU per request is the median
+    over the rounds (it hardly moves with load)."""
+    best = dict(max(results, key=lambda r: r["rate"]))
+    best["cpu_us"] = sorted(r["cpu_us"] for r in results)[len(results) // 2]
+    return best
 
 
 def _checked(name: str, result: dict[str, float], workdir: Path) -> dict[str, float]:

@@ -72,7 +72,7 @@ SECURITY_HEADERS = {
 REQUIRED_KEYS = {"unsubscribe": ("s", "t"), "preferences": ("s",), "confirm": ("s", "t")}
 
 
-class TestCopyLink(NotFound):
+class LinkOfTestCopy(NotFound):
     """A link from a test copy of a campaign: it acts on nobody."""
 
 
@@ -109,7 +109,7 @@ def _checked(purpose: str, payload: dict[str, Any]) -> dict[str, Any]:
 
 def find_subscriber(session: Session, public_id: str, *, for_update: bool = False) -> Subscriber:
     if public_id == TEST_COPY_ID:
-        raise TestCopyLink("this link comes from a test copy")
+        raise LinkOfTestCopy("this link comes from a test copy")
     return links.find_person(session, public_id, for_update=for_update)
 
 
@@ -168,7 +168,7 @@ def _bad_link(exc: TokenInvalid):
 @bp.errorhandler(NotFound)
 def _unknown(exc: NotFound):
     _rollback()
-    if isinstance(exc, TestCopyLink):
+    if isinstance(exc, LinkOfTestCopy):
         detail = "This link comes from a test copy of an email. It acts on nobody."
     elif isinstance(exc, Gone):
         detail = (
@@ -222,7 +222,7 @@ def unsubscribe_post(token: str):
             "press the button.",
         )
     if payload["s"] == TEST_COPY_ID:
-        raise TestCopyLink("this link comes from a test copy")
+        raise LinkOfTestCopy("this link comes from a test copy")
     proof = evidence(source, payload)
     # A bare connection, not the ORM session: this is the one path mail clients call in
     # bulk, and the write lock is held for as short a time as possible.
