@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, g, render_template, request
+from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
 from mailprefs.domain.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
@@ -54,6 +55,19 @@ def handle_domain(exc: DomainError) -> Response | tuple[str, int]:
     return page(status, "This could not be done", exc.detail)
 
 
+def handle_integrity(exc: IntegrityError) -> Response | tuple[str, int]:
+    """A uniqueness race lost to a concurrent request (two identical creates at once):
+    nothing was stored by this one; it is a conflict to retry, not a server error."""
+    _rollback()
+    log.warning("integrity error on %s %s: %s", request.method, request.path, exc.orig)
+    detail = (
+        "this conflicts with a change made at the same moment; read the current state and retry"
+    )
+    if wants_problem():
+        return problem(409, detail)
+    return page(409, "This could not be done", detail)
+
+
 def handle_unexpected(exc: Exception) -> Response | tuple[str, int]:
     _rollback()
     log.exception("unhandled error on %s %s", request.method, request.path)
@@ -65,4 +79,5 @@ def handle_unexpected(exc: Exception) -> Response | tuple[str, int]:
 def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http)
     app.register_error_handler(DomainError, handle_domain)
+    app.register_error_handler(IntegrityError, handle_integrity)
     app.register_error_handler(Exception, handle_unexpected)

@@ -20,6 +20,8 @@ PAGES = [
     "/dashboard/suppressions",
     "/dashboard/complaints",
     "/dashboard/audit",
+    "/dashboard/jobs",
+    "/dashboard/policies",
     "/dashboard/mail",
     "/dashboard/access",
 ]
