@@ -148,10 +148,13 @@ def _value(column: Any) -> Any:
 
 
 # The one indexed lookup: the person (unique public id), the topic (unique slug) and the
-# person's state for it (primary key). The state's row is locked on PostgreSQL until the
-# commit, so of two clicks at once the second sees the first's opt-out and records
-# nothing (locking the person would not do: after the wait PostgreSQL re-reads only the
-# locked row, and would hand back the state as it was before).
+# person's state for it (primary key). On PostgreSQL the person's row and the state's
+# row are locked until the commit: of two clicks at once the second waits and then sees
+# the first's opt-out (after a wait PostgreSQL re-reads the rows it locks, and only
+# those, so the state's row must be one of them); and a preference-page change, which
+# locks the person (`find_person(for_update=True)`), is serialised with it too (the
+# event's foreign key would take a share lock on the person anyway; this does not
+# depend on it).
 _LOOKUP = (
     select(
         _people.c.id,
@@ -171,7 +174,7 @@ _LOOKUP = (
         )
     )
     .where(_people.c.public_id == bindparam("public_id"))
-    .with_for_update(of=_states)
+    .with_for_update(of=[_people, _states])
 )
 # The policy version in force, found by the statement that writes the event.
 _POLICY = (

@@ -141,6 +141,46 @@ def test_two_clicks_at_once_record_one_event(db):
     assert events == ["opt_out"]
 
 
+def test_a_preference_page_change_during_a_click_records_one_event(db):
+    """A one-click opting out, and at the same moment the preference page (which locks
+    the person, then reads the state through the ORM) opting out too: the page waits
+    for the click's transaction, then finds the opt-out done; one event."""
+    person = make_person(db, opted_in=("offers",))
+    clicked, release = threading.Event(), threading.Event()
+    results: dict[str, bool] = {}
+
+    def click() -> None:
+        with db.engine.begin() as connection:
+            results["click"] = links.opt_out(connection, person, "offers", PROOF).changed
+            clicked.set()
+            release.wait(10)
+
+    def preference_page() -> None:
+        with db.transaction() as s:
+            subscriber = links.find_person(s, person, for_update=True)
+            _state, event = consent.opt_out(
+                s, subscriber, get_topic(s, "offers"), evidence("preference_page")
+            )
+            results["page"] = event is not None
+
+    clicking = threading.Thread(target=click)
+    clicking.start()
+    assert clicked.wait(10)
+    page = threading.Thread(target=preference_page)
+    page.start()
+    page.join(0.5)
+    assert page.is_alive()  # it waits for the click's transaction
+    release.set()
+    clicking.join(10)
+    page.join(10)
+    assert results == {"click": True, "page": False}
+    with db.session(read_only=True) as s:
+        sources = s.scalars(
+            select(ConsentEvent.source).where(ConsentEvent.action == "opt_out")
+        ).all()
+    assert sources == ["one_click"]
+
+
 def test_find_person_and_marketing_topic(db):
     """The lookups of the pages: unknown -> NotFound, erased -> Gone, administrative or
     retired topics are not offered to join."""
