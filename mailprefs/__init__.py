@@ -30,6 +30,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     from mailprefs import cli, extensions, web
 
+    if app.config["MAILPREFS_PROXY_COUNT"]:
+        # Behind N trusted proxies, take the client's address and scheme from their
+        # X-Forwarded-* headers: consent evidence must record the person's IP.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["MAILPREFS_PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     extensions.init_app(app)
     web.init_app(app)
     cli.init_app(app)

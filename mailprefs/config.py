@@ -123,6 +123,7 @@ _SETTINGS: dict[str, tuple[Any, Any]] = {
     "MAILPREFS_POLICY_NOTICE_DAYS": ("30", lambda n, v: _int(n, v, 0)),
     "MAILPREFS_WEBHOOK_SECRET": (None, str),
     "MAILPREFS_TEST_ADDRESSES": (None, str),
+    "MAILPREFS_PROXY_COUNT": ("0", lambda n, v: _int(n, v, 0)),
     "MAILPREFS_SOFT_BOUNCE_LIMIT": ("3", lambda n, v: _int(n, v, 1)),
     "MAILPREFS_SOFT_BOUNCE_DAYS": ("7", lambda n, v: _int(n, v, 1)),
     "MAILPREFS_SCHEDULER_LEASE_SECONDS": ("15", lambda n, v: _int(n, v, 2)),

@@ -109,3 +109,30 @@ def test_topics_can_come_from_the_environment(tmp_path):
         "policy",
         "deals",
     ]
+
+
+def test_behind_a_trusted_proxy_the_client_address_is_the_forwarded_one(tmp_path):
+    """Consent evidence records the person's IP, not the load balancer's."""
+    seen = {}
+
+    def build(proxies):
+        app = create_app(
+            {
+                "MAILPREFS_ENV": "testing",
+                "SECRET_KEY": "k" * 20,
+                "DATABASE_URL": f"sqlite:///{tmp_path}/x.db",
+                "MAILPREFS_PROXY_COUNT": proxies,
+            }
+        )
+
+        @app.get("/whoami")
+        def whoami():
+            seen[proxies] = __import__("flask").request.remote_addr
+            return "ok"
+
+        return app
+
+    headers = {"X-Forwarded-For": "198.51.100.23"}
+    build(1).test_client().get("/whoami", headers=headers, environ_base={"REMOTE_ADDR": "10.0.0.5"})
+    build(0).test_client().get("/whoami", headers=headers, environ_base={"REMOTE_ADDR": "10.0.0.5"})
+    assert seen == {1: "198.51.100.23", 0: "10.0.0.5"}
