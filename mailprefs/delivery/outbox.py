@@ -5,33 +5,24 @@ so workers never wait on each other; SQLite: the write lock serialises claims). 
 happens outside any lock. Each row is re-checked in its own short transaction just
 before it is sent, which also confirms the lease is still ours, the row still queued and
 the campaign still sending: a cancel, a pause or an unsubscribe takes effect for the
-very next message.
+very next message. That per-message transaction is `mailprefs.delivery.sendtx`.
 
-The send loop runs on a Core connection, and the statements it runs for every message
-are built once, with bound parameters: building a statement and passing it through the
-ORM session costs several times what SQLite takes to run it. Functions that take `db`
-accept a connection or a session (whose transaction they then join).
+Functions that take `db` accept a connection or a session (whose transaction they then
+join): the send loop records rare outcomes (retries, failures) on a Core connection.
 """
 
 from __future__ import annotations
 
-import functools
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, literal_column, select, update
+from sqlalchemy import literal_column, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from mailprefs.domain import gate, suppression
-from mailprefs.domain.gate import Decision, Facts, Recipient
-from mailprefs.domain.models import (
-    Subscriber,
-    SubscriberStatus,
-    SuppressionReason,
-    TopicState,
-)
+from mailprefs.domain import suppression
+from mailprefs.domain.models import SuppressionReason
 from mailprefs.domain.outbox_models import (
     BounceEvent,
     BounceKind,
@@ -76,82 +67,6 @@ _deliveries = Delivery.__table__
 
 def _connection(db: Connection | Session) -> Connection:
     return db.connection() if isinstance(db, Session) else db
-
-
-# Still ours to send: leased by us, still queued, its campaign still sending. Extends
-# the lease, so the row stays ours while the message is built and sent.
-_STILL_OURS = (
-    update(_deliveries)
-    .where(
-        _deliveries.c.id == bindparam("delivery_id"),
-        _deliveries.c.lease_owner == bindparam("owner"),
-        _deliveries.c.status == QUEUED,
-        _deliveries.c.campaign_id.in_(
-            select(Campaign.__table__.c.id).where(
-                Campaign.__table__.c.status == CampaignStatus.SENDING.value
-            )
-        ),
-    )
-    .values(lease_until=bindparam("until"))
-)
-
-_MARK_SENT = (
-    update(_deliveries)
-    .where(_deliveries.c.id == bindparam("delivery_id"))
-    .values(
-        status=DeliveryStatus.SENT,
-        lease_owner=None,
-        lease_until=None,
-        sent_at=bindparam("at"),
-        decided_at=bindparam("at"),
-        message_id=bindparam("sent_message_id"),
-        reason=None,
-        last_error=None,
-    )
-)
-
-
-@functools.lru_cache(maxsize=64)
-def _recipient_query(topic_id: int):
-    """`gate.load_recipient`'s query, built once per topic with the subscriber bound."""
-    joined, c = gate.audience_joins(topic_id)
-    s = Subscriber.__table__.c
-    return (
-        select(
-            c.status,
-            c.status_reason,
-            c.state.label("state"),
-            c.suppression.label("suppression"),
-            s.public_id,
-            s.email,
-            s.attributes,
-        )
-        .select_from(joined)
-        .where(s.id == bindparam("subscriber_id"))
-    )
-
-
-def load_recipient(db: Connection | Session, subscriber_id: int, topic_id: int) -> Recipient | None:
-    """The same as `gate.load_recipient` (the facts for the gate, the data for the
-    message, fresh from the database), without building the query each time."""
-    row = (
-        _connection(db)
-        .execute(_recipient_query(topic_id), {"subscriber_id": subscriber_id})
-        .first()
-    )
-    if row is None:
-        return None
-    return Recipient(
-        facts=Facts(
-            status=SubscriberStatus(row.status),
-            status_reason=row.status_reason,
-            topic_state=TopicState(row.state) if row.state else TopicState.NONE,
-            suppression=SuppressionReason(row.suppression) if row.suppression else None,
-        ),
-        public_id=row.public_id,
-        email=row.email,
-        attributes=row.attributes or {},
-    )
 
 
 def claim(
@@ -202,55 +117,11 @@ def pending_count(session: Session, now: datetime) -> int:
     )
 
 
-def prepare(
-    db: Connection | Session,
-    item: Claimed,
-    topic_id: int,
-    topic_kind: str,
-    *,
-    owner: str,
-    lease: timedelta,
-    now: datetime,
-) -> tuple[Decision, Recipient | None] | None:
-    """Re-check one row just before sending it.
-
-    Returns None when the row is no longer ours to send (cancelled, paused, leased by
-    another worker after ours expired); otherwise the gate's decision, already recorded
-    on the row when it blocks.
-    """
-    connection = _connection(db)
-    still_ours = connection.execute(
-        _STILL_OURS, {"delivery_id": item.id, "owner": owner, "until": now + lease}
-    )
-    if still_ours.rowcount != 1:
-        # Paused, cancelled or already handled: give the row back now, so that a resume
-        # does not wait for our lease to run out.
-        release(connection, [item.id], owner)
-        return None
-    recipient = (
-        load_recipient(connection, item.subscriber_id, topic_id)
-        if item.subscriber_id is not None
-        else None
-    )
-    decision = gate.decide(recipient.facts if recipient else None, topic_kind, now)
-    if recipient is not None and decision.allowed and not recipient.email:
-        decision = gate.Blocked(gate.ERASED)  # defensive: nothing to send to
-    if not decision.allowed:
-        _finish(connection, item.id, DeliveryStatus.BLOCKED, reason=decision.reason, decided_at=now)
-    return decision, recipient
-
-
 def _finish(db: Connection | Session, delivery_id: int, status: DeliveryStatus, **values) -> None:
     _connection(db).execute(
         update(_deliveries)
         .where(_deliveries.c.id == delivery_id)
         .values(status=status, lease_owner=None, lease_until=None, **values)
-    )
-
-
-def mark_sent(db: Connection | Session, delivery_id: int, message_id: str, now: datetime) -> None:
-    _connection(db).execute(
-        _MARK_SENT, {"delivery_id": delivery_id, "at": now, "sent_message_id": message_id}
     )
 
 

@@ -7,9 +7,10 @@ message sent but not marked (the one on the wire), which is sent again after the
 expires; every other row is either marked or still queued. SMTP gives no way to do
 better: the server may accept a message and the connection die before we hear it.
 
-The loop over a batch runs on one Core connection (no ORM session): per message it is
-one short transaction of three prepared statements, so the database costs a fraction
-of what the SMTP exchange does (see README, "Performance").
+Per message that is one transaction of three small statements (`sendtx`), kept lean
+enough that the database costs a fraction of what the SMTP exchange does (README,
+"Performance"). Rare outcomes (a retry, a failure) are recorded in a transaction of their
+own, committed before the next row's.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from mailprefs import clock
@@ -33,6 +33,7 @@ from mailprefs.delivery import expand, outbox
 from mailprefs.delivery.message import MessageBuilder, message_settings
 from mailprefs.delivery.outbox import Claimed, RetryPolicy
 from mailprefs.delivery.render import TemplateInvalid
+from mailprefs.delivery.sendtx import SendTransactions
 from mailprefs.delivery.transport import (
     PermanentFailure,
     TemporaryFailure,
@@ -205,27 +206,33 @@ class Worker:
         summary = Summary()
         pending: _Outcome | None = None
         relay_failures = 0
-        # Transactions begin on first use (BEGIN IMMEDIATE on SQLite) and end at commit().
-        connection = self.db.engine.connect()
-        try:
+        with SendTransactions(self.db.engine) as tx:
             for index, item in enumerate(batch):
                 if self.stop.is_set():
-                    outbox.release(connection, [c.id for c in batch[index:]], self.worker_id)
+                    self._record(tx, pending, summary)
+                    pending = None
+                    tx.commit()
+                    with self.db.engine.begin() as connection:
+                        rest = [c.id for c in batch[index:]]
+                        outbox.release(connection, rest, self.worker_id)
                     break
                 if relay_failures >= RELAY_FAILURES_BEFORE_BACKOFF:
                     # The relay itself is failing: wait before trying the rest, rather than
                     # spending a connection timeout on every row.
+                    self._record(tx, pending, summary)
+                    pending = None
+                    tx.commit()
                     until = clock.now() + self.retry.delay(1)
-                    rest = [c.id for c in batch[index:]]
-                    outbox.defer(connection, rest, self.worker_id, until)
+                    with self.db.engine.begin() as connection:
+                        rest = [c.id for c in batch[index:]]
+                        outbox.defer(connection, rest, self.worker_id, until)
                     self.relay_down = True
                     break
                 context = self._context(item.campaign_id)
                 # One transaction: the last outcome, and the gate asked again for this row.
-                self._record(connection, pending, summary)
+                self._record(tx, pending, summary)
                 pending = None
-                checked = outbox.prepare(
-                    connection,
+                checked = tx.prepare(
                     item,
                     context.topic_id,
                     context.topic_kind,
@@ -233,7 +240,7 @@ class Worker:
                     lease=self.lease,
                     now=clock.now(),
                 )
-                connection.commit()
+                tx.commit()
                 if checked is None:
                     summary.skipped += 1
                     continue
@@ -244,10 +251,8 @@ class Worker:
                     continue
                 pending = self._send(item, context, decision, recipient)
                 relay_failures = relay_failures + 1 if pending.relay_failed else 0
-            self._record(connection, pending, summary)
-            connection.commit()
-        finally:
-            connection.close()  # rolls back whatever was not committed
+            self._record(tx, pending, summary)
+            tx.commit()
         return summary
 
     def _send(self, item: Claimed, context: _CampaignContext, decision: Any, recipient) -> _Outcome:
@@ -274,34 +279,38 @@ class Worker:
             )
         return _Outcome(item, "sent", message_id=message.message_id)
 
-    def _record(self, connection: Connection, outcome: _Outcome | None, summary: Summary) -> None:
+    def _record(self, tx: SendTransactions, outcome: _Outcome | None, summary: Summary) -> None:
+        """Record the last message's outcome: a sent one in `tx`'s next transaction, a
+        rare one (retry, failure) in a transaction of its own, committed now."""
         if outcome is None:
             return
         now = clock.now()
         if outcome.kind == "sent":
-            outbox.mark_sent(connection, outcome.item.id, outcome.message_id, now)
+            tx.mark_sent(outcome.item.id, outcome.message_id, now)
             summary.sent += 1
-        elif outcome.kind == "retry":
-            if outbox.mark_retry(connection, outcome.item, outcome.error, self.retry, now):
+            return
+        # Called between transactions, so the two connections never both write at once.
+        assert not tx.open
+        if outcome.kind == "retry":
+            with self.db.engine.begin() as connection:
+                retried = outbox.mark_retry(
+                    connection, outcome.item, outcome.error, self.retry, now
+                )
+            if retried:
                 summary.retrying += 1
             else:
                 summary.failed += 1
-        else:
-            # Rare: the suppression and bounce records go through the ORM, in a session
-            # that joins the connection's transaction (its close leaves that alone).
-            if not connection.in_transaction():
-                connection.begin()
-            with Session(bind=connection, join_transaction_mode="rollback_only") as session:
-                outbox.mark_permanent_failure(
-                    session,
-                    outcome.item,
-                    outcome.error,
-                    recipient_refused=outcome.recipient_refused,
-                    email_hash=outcome.email_hash,
-                    now=now,
-                )
-                session.flush()
-            summary.failed += 1
+            return
+        with self.db.transaction() as session:
+            outbox.mark_permanent_failure(
+                session,
+                outcome.item,
+                outcome.error,
+                recipient_refused=outcome.recipient_refused,
+                email_hash=outcome.email_hash,
+                now=now,
+            )
+        summary.failed += 1
 
     def _context(self, campaign_id: int) -> _CampaignContext:
         context = self._campaigns.get(campaign_id)
