@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, func, literal, select, update
+from sqlalchemy import case, func, literal, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -86,6 +86,7 @@ def expand_batch(
             return 0
         campaign.expansion_done = True
         campaign.lease_owner = campaign.lease_until = None
+        analyze_outbox(session)
         return 0
     joined, columns = gate.audience_joins(campaign.topic_id)
     reason = gate.reason_sql(columns, campaign.topic.kind)
@@ -133,6 +134,18 @@ def expand_batch(
         return -1
     campaign.expanded_through = upper
     return upper - after
+
+
+def analyze_outbox(session: Session) -> None:
+    """Refresh the planner's statistics of the outbox, whose queued rows just arrived in
+    bulk. Without them both databases answer a claim by sorting the whole queue instead
+    of walking the queue index for the first rows: at 100,000 queued rows a claim of 200
+    took 30 ms instead of 2.7 ms on SQLite, 38 ms instead of 5 ms on PostgreSQL, and the
+    cost grows with the queue (README, "Performance")."""
+    if session.get_bind().dialect.name == "sqlite":
+        # Sampled, so it stays a few milliseconds however large the table.
+        session.execute(text("PRAGMA analysis_limit=1000"))
+    session.execute(text("ANALYZE deliveries"))
 
 
 def gate_status(reason):
