@@ -6,6 +6,7 @@ For each database (SQLite, then PostgreSQL where reachable), in one scratch data
 - baseline: a bare bulk insert of as many rows into a table made like `deliveries`
   (same columns, constraints, foreign keys and indexes: the outbox must keep them too),
   with sqlite3 `executemany` in one transaction on SQLite and `COPY` on PostgreSQL;
+  the same insert into a table with no index or constraint is shown beside it;
 - the expansion, by the service's own code (`Worker.fire_due` + `expand_all`: keyset
   batches of INSERT ... SELECT with the gate as a SQL CASE, checkpoint and lease per
   batch) in a process of its own, whose peak RSS is read from the kernel when it ends.
@@ -16,6 +17,7 @@ The outbox is then checked: one row per subscriber, queued exactly where the gat
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sqlite3
@@ -70,12 +72,17 @@ def _measure(kind: str, workdir: Path, count: int) -> list[Figure]:
         campaign_id = fixtures.schedule_campaign(app)
         get_db(app).dispose()
         if kind == "sqlite":
-            bare = _bare_sqlite(make_url(url).database, campaign_id, count)
+            insert = functools.partial(_bare_sqlite, make_url(url).database, campaign_id, count)
             bare_name = "sqlite3 executemany"
         else:
-            bare = _bare_postgres(url, campaign_id, count)
+            insert = functools.partial(_bare_postgres, url, campaign_id, count)
             bare_name = "COPY"
-        print(f"   {name}: bare insert of {count:,} rows in {bare:.1f} s", flush=True)
+        bare, plain = insert(indexed=True), insert(indexed=False)
+        print(
+            f"   {name}: bare insert of {count:,} rows in {bare:.1f} s "
+            f"(into a table with no index or constraint: {plain:.1f} s)",
+            flush=True,
+        )
         seconds, peak_mb = _expand(url, workdir)
         print(f"   {name}: expansion in {seconds:.1f} s, peak RSS {peak_mb:.0f} MB", flush=True)
         _check(url, campaign_id, count)
@@ -88,6 +95,13 @@ def _measure(kind: str, workdir: Path, count: int) -> list[Figure]:
             baseline_name=f"bare insert ({bare_name})",
             max_ratio=3.0,
         ),
+        Figure(
+            f"{name}: the same expansion",
+            seconds,
+            "s",
+            baseline=plain,
+            baseline_name=f"{bare_name} into a table with no index",
+        ),
         Figure(f"{name}: peak RSS of the expanding process", peak_mb, "MB", limit=150),
     ]
 
@@ -97,18 +111,24 @@ def _rows(campaign_id: int, count: int, stamp: object) -> Iterator[tuple]:
         yield (campaign_id, n, "queued", None, 10, 0, stamp, stamp)
 
 
-def _bare_sqlite(path: str, campaign_id: int, count: int) -> float:
+def _bare_sqlite(path: str, campaign_id: int, count: int, *, indexed: bool) -> float:
+    table = "bench_bulk" if indexed else "bench_plain"
     connection = sqlite3.connect(path, isolation_level=None)
     try:
         # The pragmas the service's own connections use (mailprefs.db).
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
             connection.execute(f"PRAGMA {pragma}")
-        ddl = connection.execute(
-            "SELECT sql FROM sqlite_master WHERE tbl_name = 'deliveries' AND sql IS NOT NULL"
-        ).fetchall()
-        for (statement,) in ddl:
-            connection.execute(statement.replace("deliveries", "bench_bulk"))
-        insert = f"INSERT INTO bench_bulk ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * 8)})"
+        if indexed:
+            ddl = connection.execute(
+                "SELECT sql FROM sqlite_master WHERE tbl_name = 'deliveries' AND sql IS NOT NULL"
+            ).fetchall()
+            for (statement,) in ddl:
+                connection.execute(statement.replace("deliveries", table))
+        else:
+            connection.execute(
+                f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, {', '.join(COLUMNS)})"
+            )
+        insert = f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * 8)})"
         # How SQLAlchemy stores a UTC datetime in SQLite.
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
         rows = _rows(campaign_id, count, stamp)
@@ -121,18 +141,23 @@ def _bare_sqlite(path: str, campaign_id: int, count: int) -> float:
         connection.close()
 
 
-def _bare_postgres(url: str, campaign_id: int, count: int) -> float:
+def _bare_postgres(url: str, campaign_id: int, count: int, *, indexed: bool) -> float:
     conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(conninfo) as connection:
-        connection.execute("CREATE TABLE bench_bulk (LIKE deliveries INCLUDING ALL)")
-        connection.execute(
-            "ALTER TABLE bench_bulk"
-            " ADD FOREIGN KEY (campaign_id) REFERENCES campaigns (id),"
-            " ADD FOREIGN KEY (subscriber_id) REFERENCES subscribers (id)"
-        )
+        if indexed:
+            table = "bench_bulk"
+            connection.execute(f"CREATE TABLE {table} (LIKE deliveries INCLUDING ALL)")
+            connection.execute(
+                f"ALTER TABLE {table}"
+                " ADD FOREIGN KEY (campaign_id) REFERENCES campaigns (id),"
+                " ADD FOREIGN KEY (subscriber_id) REFERENCES subscribers (id)"
+            )
+        else:
+            table = "bench_plain"
+            connection.execute(f"CREATE TABLE {table} (LIKE deliveries INCLUDING DEFAULTS)")
         connection.commit()
         started = time.perf_counter()
-        command = f"COPY bench_bulk ({', '.join(COLUMNS)}) FROM STDIN"
+        command = f"COPY {table} ({', '.join(COLUMNS)}) FROM STDIN"
         with connection.cursor() as cursor, cursor.copy(command) as copy:
             for row in _rows(campaign_id, count, datetime.now(UTC)):
                 copy.write_row(row)
