@@ -229,16 +229,32 @@ def test_a_policy_whose_announcement_was_cancelled_never_becomes_the_policy_in_f
     from mailprefs.domain.outbox_models import Campaign, CampaignKind, CampaignStatus
 
     clock.freeze(datetime(2027, 6, 1, tzinfo=UTC))
-    cancelled = Campaign(kind=CampaignKind.POLICY, topic_id=get_topic(session, "policy").id,
-                         subject="s", text_body="t", status=CampaignStatus.CANCELLED,
-                         priority=5, created_at=clock.now(), expanded_through=0,
-                         expansion_done=False)
+    cancelled = Campaign(
+        kind=CampaignKind.POLICY,
+        topic_id=get_topic(session, "policy").id,
+        subject="s",
+        text_body="t",
+        status=CampaignStatus.CANCELLED,
+        priority=5,
+        created_at=clock.now(),
+        expanded_through=0,
+        expansion_done=False,
+    )
     session.add(cancelled)
     session.flush()
-    session.add(PolicyVersion(
-        version="2027-03", title="t", summary="s", url="https://x.test/p", kind=PolicyKind.CHANGE,
-        effective_at=datetime(2027, 3, 1, tzinfo=UTC), announce_at=datetime(2027, 1, 1, tzinfo=UTC),
-        created_at=clock.now(), campaign_id=cancelled.id))
+    session.add(
+        PolicyVersion(
+            version="2027-03",
+            title="t",
+            summary="s",
+            url="https://x.test/p",
+            kind=PolicyKind.CHANGE,
+            effective_at=datetime(2027, 3, 1, tzinfo=UTC),
+            announce_at=datetime(2027, 1, 1, tzinfo=UTC),
+            created_at=clock.now(),
+            campaign_id=cancelled.id,
+        )
+    )
     session.flush()
     assert consent.policy_version_in_force(session, clock.now()) == "2011-07-06"
     cancelled.status = CampaignStatus.SENT
