@@ -34,20 +34,12 @@ from sqlalchemy.engine import make_url
 
 from bench import fixtures
 from bench.common import Figure
+from mailprefs.delivery.expand import OUTBOX_COLUMNS
 from mailprefs.extensions import get_db
 
 FULL = 1_000_000
 QUICK = 50_000
-COLUMNS = (
-    "campaign_id",
-    "subscriber_id",
-    "status",
-    "reason",
-    "priority",
-    "attempts",
-    "next_attempt_at",
-    "decided_at",
-)
+COLUMNS = OUTBOX_COLUMNS
 
 
 def main(args: argparse.Namespace) -> list[Figure]:

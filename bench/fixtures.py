@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy.engine import make_url
 
@@ -35,6 +34,7 @@ from mailprefs.domain import campaigns
 from mailprefs.domain.topics import get_topic
 from mailprefs.extensions import get_db
 from mailprefs.migrate import sync_reference_data, upgrade
+from tests.support import databases
 
 ROOT = Path(__file__).resolve().parents[1]
 FLASK = str(Path(sys.executable).with_name("flask"))
@@ -73,15 +73,7 @@ HTML = (
 
 
 def postgres_available() -> bool:
-    engine = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-        return True
-    except sa.exc.OperationalError:
-        return False
-    finally:
-        engine.dispose()
+    return databases.reachable(POSTGRES_URL)
 
 
 @contextlib.contextmanager
@@ -93,33 +85,12 @@ def scratch_database(kind: str, workdir: Path) -> Iterator[str]:
         yield url
         return
     name = f"mailprefs_bench_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     try:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+        url = databases.create_database(POSTGRES_URL, name, drop=False)
         _migrate(url)
         yield url
     finally:
-        try:
-            _drop_database(admin, name)
-        finally:
-            admin.dispose()
-
-
-def _drop_database(admin: sa.Engine, name: str) -> None:
-    """Drop a scratch database. An autovacuum worker busy on it (after a million rows)
-    makes a plain DROP wait and refuses FORCE to a non-superuser, so try for a while."""
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with admin.connect() as connection:
-                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            return
-        except sa.exc.DBAPIError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1)
+        databases.drop_database(POSTGRES_URL, name)
 
 
 def _migrate(url: str) -> None:

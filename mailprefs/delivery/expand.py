@@ -24,6 +24,17 @@ from mailprefs.domain.models import Subscriber
 from mailprefs.domain.outbox_models import Campaign, CampaignStatus, Delivery, DeliveryStatus
 
 EXPANDABLE = (CampaignStatus.SENDING,)
+# The delivery columns an expansion fills, in the order of its SELECT.
+OUTBOX_COLUMNS = (
+    "campaign_id",
+    "subscriber_id",
+    "status",
+    "reason",
+    "priority",
+    "attempts",
+    "next_attempt_at",
+    "decided_at",
+)
 
 
 def pending_expansions(session: Session) -> list[int]:
@@ -110,17 +121,8 @@ def expand_batch(
         )
     )
     dialect = session.get_bind().dialect.name
-    names = [
-        "campaign_id",
-        "subscriber_id",
-        "status",
-        "reason",
-        "priority",
-        "attempts",
-        "next_attempt_at",
-        "decided_at",
-    ]
-    session.execute(_insert(dialect).from_select(names, rows).on_conflict_do_nothing())
+    insert = _insert(dialect).from_select(list(OUTBOX_COLUMNS), rows)
+    session.execute(insert.on_conflict_do_nothing())
     moved = session.execute(
         update(Campaign)
         .where(Campaign.id == campaign.id, Campaign.lease_owner == owner)
@@ -134,6 +136,31 @@ def expand_batch(
         return -1
     campaign.expanded_through = upper
     return upper - after
+
+
+def expand_step(
+    session: Session,
+    campaign_id: int,
+    *,
+    owner: str,
+    now: datetime,
+    batch: int,
+    lease_seconds: int,
+) -> int:
+    """Take (or renew) the expansion lease and add one batch; the caller commits.
+
+    Returns what expand_batch returns; -1 also when another process holds the lease.
+    """
+    if not take_lease(session, campaign_id, owner, now, lease_seconds):
+        return -1
+    return expand_batch(
+        session,
+        session.get(Campaign, campaign_id),
+        owner=owner,
+        now=now,
+        batch=batch,
+        lease_seconds=lease_seconds,
+    )
 
 
 def analyze_outbox(session: Session) -> None:

@@ -49,6 +49,21 @@ class CampaignInfo:
     # Extra, kind-specific data (confirmation: {"confirm_topic": slug}).
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, campaign: Any) -> CampaignInfo:
+        """From a Campaign row (its topic loaded or loadable)."""
+        return cls(
+            public_id=campaign.public_id,
+            kind=campaign.kind.value,
+            topic_slug=campaign.topic.slug,
+            topic_name=campaign.topic.name,
+            topic_kind=campaign.topic.kind.value,
+            subject=campaign.subject,
+            text=campaign.text_body,
+            html=campaign.html_body,
+            meta=campaign.meta or {},
+        )
+
 
 @dataclass(frozen=True)
 class RecipientInfo:

@@ -137,12 +137,9 @@ class Worker:
                 with self.db.transaction() as session:
                     now = clock.now()
                     seconds = int(self.lease.total_seconds())
-                    if not expand.take_lease(session, campaign_id, self.worker_id, now, seconds):
-                        break
-                    campaign = session.get(Campaign, campaign_id)
-                    covered = expand.expand_batch(
+                    covered = expand.expand_step(
                         session,
-                        campaign,
+                        campaign_id,
                         owner=self.worker_id,
                         now=now,
                         batch=self.expansion_batch,
@@ -322,21 +319,10 @@ class Worker:
 
     def _load_context(self, session: Session, campaign_id: int) -> _CampaignContext:
         campaign = session.get(Campaign, campaign_id)
-        info = CampaignInfo(
-            public_id=campaign.public_id,
-            kind=campaign.kind.value,
-            topic_slug=campaign.topic.slug,
-            topic_name=campaign.topic.name,
-            topic_kind=campaign.topic.kind.value,
-            subject=campaign.subject,
-            text=campaign.text_body,
-            html=campaign.html_body,
-            meta=campaign.meta or {},
-        )
         return _CampaignContext(
             topic_id=campaign.topic_id,
             topic_kind=campaign.topic.kind.value,
-            builder=MessageBuilder(self.settings, self.tokens, info),
+            builder=MessageBuilder(self.settings, self.tokens, CampaignInfo.of(campaign)),
         )
 
     def _throttle(self) -> None:

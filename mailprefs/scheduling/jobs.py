@@ -125,11 +125,9 @@ def policy_broadcasts() -> int:
                 now = clock.now()
                 seconds = config["MAILPREFS_LEASE_SECONDS"]
                 owner = f"scheduler:{runtime.leadership.holder}"
-                if not expand.take_lease(session, campaign_id, owner, now, seconds):
-                    break
-                covered = expand.expand_batch(
+                covered = expand.expand_step(
                     session,
-                    session.get(Campaign, campaign_id),
+                    campaign_id,
                     owner=owner,
                     now=now,
                     batch=config["MAILPREFS_EXPANSION_BATCH_SIZE"],

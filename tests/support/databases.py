@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -54,11 +55,21 @@ def create_database(base_url: str, name: str, *, drop: bool = True) -> str:
     return make_url(base_url).set(database=name).render_as_string(hide_password=False)
 
 
-def drop_database(base_url: str, name: str) -> None:
+def drop_database(base_url: str, name: str, *, patience: float = 60) -> None:
+    """Drop a database. An autovacuum worker busy on it (after a million rows, say)
+    makes a plain DROP wait and refuses FORCE to a non-superuser, so try for a while."""
     admin = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
+    deadline = time.monotonic() + patience
     try:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        while True:
+            try:
+                with admin.connect() as connection:
+                    connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                return
+            except sa.exc.DBAPIError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
     finally:
         admin.dispose()
 

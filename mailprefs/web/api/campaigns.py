@@ -32,20 +32,6 @@ from mailprefs.web.api.schemas import (
 ROLES = ("marketing", "ops")
 
 
-def campaign_info(campaign: Campaign) -> CampaignInfo:
-    return CampaignInfo(
-        public_id=campaign.public_id,
-        kind=campaign.kind.value,
-        topic_slug=campaign.topic.slug,
-        topic_name=campaign.topic.name,
-        topic_kind=campaign.topic.kind.value,
-        subject=campaign.subject,
-        text=campaign.text_body,
-        html=campaign.html_body,
-        meta=campaign.meta or {},
-    )
-
-
 def campaign_out(call: Call, campaign: Campaign) -> CampaignOut:
     return CampaignOut(
         id=campaign.public_id,
@@ -147,7 +133,7 @@ def preview_campaign(call: Call, public_id: str):
 
     campaign = _get(call, public_id)
     builder = MessageBuilder(
-        message_settings(current_app.config), get_tokens(), campaign_info(campaign)
+        message_settings(current_app.config), get_tokens(), CampaignInfo.of(campaign)
     )
     sample = RecipientInfo(
         public_id="preview",
@@ -199,7 +185,7 @@ def test_campaign(call: Call, public_id: str):
     builder = MessageBuilder(
         message_settings(current_app.config),
         get_tokens(),
-        campaign_info(campaign),
+        CampaignInfo.of(campaign),
         test_copy=True,
     )
     attributes = placeholder_attributes(campaign.subject, campaign.text_body, campaign.html_body)
