@@ -136,3 +136,26 @@ def test_behind_a_trusted_proxy_the_client_address_is_the_forwarded_one(tmp_path
     build(1).test_client().get("/whoami", headers=headers, environ_base={"REMOTE_ADDR": "10.0.0.5"})
     build(0).test_client().get("/whoami", headers=headers, environ_base={"REMOTE_ADDR": "10.0.0.5"})
     assert seen == {1: "198.51.100.23", 0: "10.0.0.5"}
+
+
+def test_the_readme_documents_every_setting_with_its_default():
+    """Promise (issue 2): every environment variable is in the README's configuration
+    table, with the default the code uses."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    documented: dict[str, str] = {}
+    for row in rows:
+        names_cell, default_cell = row.split(" | ")[:2]
+        names = [n.strip("` ") for n in names_cell.strip("| ").split(",")]
+        names = [n for part in names for n in part.split(" / ")]
+        defaults = [d.strip() for d in default_cell.split(", ")]
+        for i, name in enumerate(n.strip("` ") for n in names):
+            documented[name] = defaults[i] if len(defaults) == len(names) else default_cell
+    missing = [name for name in config._SETTINGS if name not in documented]
+    assert missing == []
+    for name, (default, _parse) in config._SETTINGS.items():
+        if default is not None and name not in ("DATABASE_URL",):
+            assert f"`{default}`" in documented[name], (name, default, documented[name])
