@@ -139,6 +139,7 @@ _SETTINGS: dict[str, tuple[Any, Any]] = {
     "MAIL_USERNAME": (None, str),
     "MAIL_PASSWORD": (None, str),
     "MAIL_TIMEOUT": ("30", _float),
+    "MAILPREFS_SMTP_PIPELINING": ("true", _bool),
 }
 
 _ENVIRONMENTS = {"development", "production", "testing"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 
@@ -47,9 +48,15 @@ def message(to: str = "jane@example.org"):
     return builder.build(mail.recipient(to))
 
 
+@pytest.fixture(params=[True, False], ids=["pipelining", "no-pipelining"])
+def pipelining(request) -> bool:
+    """Whether the relay offers PIPELINING (RFC 2920): every SMTP promise holds both ways."""
+    return request.param
+
+
 @pytest.fixture
-def sink():
-    with SmtpSink() as running:
+def sink(pipelining):
+    with SmtpSink(pipelining=pipelining) as running:
         yield running
 
 
@@ -188,14 +195,66 @@ def test_a_relay_too_slow_to_answer_is_a_temporary_failure_that_may_have_arrived
     assert caught.value.maybe_delivered
 
 
-def test_a_relay_that_closes_idle_or_busy_connections_loses_no_message():
+def test_a_relay_that_closes_idle_or_busy_connections_loses_no_message(pipelining):
     """Promise: when the relay hangs up between messages (after answering), the next
     message goes on a new connection without failing."""
-    with SmtpSink(drop_every=2) as sink, smtp(sink) as transport:
+    with SmtpSink(drop_every=2, pipelining=pipelining) as sink, smtp(sink) as transport:
         for i in range(7):
             transport.send(Allowed(), message(f"p{i}@example.org"))
     assert received(sink) == [f"p{i}@example.org" for i in range(7)]
     assert sink.connections == 4
+
+
+class _CountingSocket:
+    """The client's own socket, counting its writes (each write waits for an answer)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.writes = 0
+
+    def sendall(self, data: bytes) -> None:
+        self.writes += 1
+        self.sock.sendall(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self.sock, name)
+
+
+@pytest.mark.parametrize("offered, writes", [(True, 2), (False, 4)])
+def test_pipelining_halves_the_round_trips_where_the_relay_offers_it(offered, writes):
+    """Promise (speed): where the relay offers PIPELINING, MAIL FROM, RCPT TO and DATA
+    go out in one write and the message in another; where it does not, each command
+    waits for its answer (RFC 2920 forbids pipelining to a relay that did not offer it).
+    `MAILPREFS_SMTP_PIPELINING=false` turns it off whatever the relay offers."""
+    with SmtpSink(pipelining=offered) as sink, smtp(sink) as transport:
+        transport.send(Allowed(), message("first@example.org"))
+        counting = _CountingSocket(transport._smtp.sock)
+        transport._smtp.sock = counting
+        for i in range(3):
+            transport.send(Allowed(), message(f"p{i}@example.org"))
+        assert counting.writes == 3 * writes
+    with SmtpSink(pipelining=True) as sink, smtp(sink, MAILPREFS_SMTP_PIPELINING=False) as off:
+        off.send(Allowed(), message("first@example.org"))
+        counting = _CountingSocket(off._smtp.sock)
+        off._smtp.sock = counting
+        off.send(Allowed(), message("second@example.org"))
+        assert counting.writes == 4
+    assert received(sink) == ["first@example.org", "second@example.org"]
+
+
+def test_lines_that_start_with_a_dot_arrive_intact(sink):
+    """Promise: the message's bytes arrive as built, even lines that begin with a dot or
+    are a lone dot (dot-stuffed on the wire, RFC 5321 4.5.2), and a body without a final
+    line break."""
+    built = message()
+    for raw in (
+        built.raw + b"\r\n.\r\n..two\r\n.hidden\r\nend\r\n",
+        built.raw.rstrip(b"\r\n") + b"\r\n.no final line break",
+    ):
+        with smtp(sink) as transport:
+            transport.send(Allowed(), dataclasses.replace(built, raw=raw))
+        assert sink.messages[-1][2].rstrip(b"\r\n") == raw.rstrip(b"\r\n")
+    assert len(sink.messages) == 2
 
 
 def test_close_quits_and_can_be_called_twice(sink):

@@ -24,6 +24,10 @@ for it without a control channel:
                 worker killed meanwhile has sent a message it never saw accepted)
   anything else accepted with 250
 
+The sink offers PIPELINING (RFC 2920) in its EHLO answer, as Postfix and most relays
+do (aiosmtpd reads commands in order from the stream, so pipelined ones work);
+`pipelining=False` (`--no-pipelining`) leaves it out, for clients that must not use it.
+
 `drop_every=K` closes the connection after answering every K-th accepted message (a
 relay that limits messages per connection). In process mode each accepted message is
 written to the maildir as a whole file (temporary name, then rename; no fsync: the sink
@@ -91,6 +95,12 @@ class _Handler:
         self.sink = sink
         self.tries: Counter[str] = Counter()
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
+        session.host_name = hostname
+        if self.sink.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         behaviour, n = _behaviour(address)
         self.sink.rcpt_attempts += 1
@@ -141,10 +151,12 @@ class SmtpSink:
         drop_every: int = 0,
         maildir: str | os.PathLike[str] | None = None,
         keep: bool = True,
+        pipelining: bool = True,
     ) -> None:
         self.host = host
         self.port = port
         self.drop_every = drop_every
+        self.pipelining = pipelining
         self.maildir = Path(maildir) if maildir is not None else None
         self.keep = keep
         self.messages: list[Received] = []
@@ -308,6 +320,7 @@ def start_sink_process(
     drop_every: int = 0,
     timeout: float = 15.0,
     count_only: bool = False,
+    pipelining: bool = True,
 ) -> tuple[subprocess.Popen, int]:
     """Start the sink in its own process; returns it and its port once it listens.
 
@@ -324,6 +337,8 @@ def start_sink_process(
     command += ["--ready-file", str(ready)]
     if drop_every:
         command += ["--drop-every", str(drop_every)]
+    if not pipelining:
+        command += ["--no-pipelining"]
     env = dict(
         os.environ,
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -391,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--maildir", type=Path)
     parser.add_argument("--ready-file", type=Path)
     parser.add_argument("--drop-every", type=int, default=0)
+    parser.add_argument("--no-pipelining", action="store_true", help="leave PIPELINING out")
     parser.add_argument(
         "--count-only",
         action="store_true",
@@ -400,7 +416,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.count_only == (args.maildir is not None):
         parser.error("give either --maildir or --count-only")
     sink = SmtpSink(
-        args.host, args.port, drop_every=args.drop_every, maildir=args.maildir, keep=False
+        args.host,
+        args.port,
+        drop_every=args.drop_every,
+        maildir=args.maildir,
+        keep=False,
+        pipelining=not args.no_pipelining,
     )
     asyncio.run(sink.serve(args.ready_file, report=args.count_only))
     return 0
