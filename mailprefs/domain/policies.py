@@ -72,8 +72,7 @@ def announce(
 ) -> PolicyVersion:
     """Record a new version and schedule its notice. Conflict for a known version,
     Invalid (naming the field) for dates that break the notice period or the order."""
-    if session.scalar(select(PolicyVersion.id).where(PolicyVersion.version == what.version)):
-        raise Conflict(f"policy version {what.version!r} exists already")
+    _refuse_known(session, what.version)
     now = clock.now()
     effective_at = _utc(what.effective_at, "effective_at")
     announce_at = _utc(what.announce_at, "announce_at") if what.announce_at else now
@@ -172,7 +171,15 @@ def _check(
             }
         )
     if errors:
+        # A racing announcement of this very version may have committed since the first
+        # look and now stands as the latest: the answer to the loser is 409, not 422.
+        _refuse_known(session, what.version)
         raise Invalid(errors[0]["detail"], errors)
+
+
+def _refuse_known(session: Session, version: str) -> None:
+    if session.scalar(select(PolicyVersion.id).where(PolicyVersion.version == version)):
+        raise Conflict(f"policy version {version!r} exists already")
 
 
 # --- the notice's wording -----------------------------------------------------------

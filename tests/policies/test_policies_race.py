@@ -6,8 +6,13 @@ import json
 import threading
 import urllib.error
 import urllib.request
+from datetime import timedelta
+
+import pytest
 
 from mailprefs import clock
+from mailprefs.domain import policies
+from mailprefs.domain.errors import Conflict
 from mailprefs.domain.outbox_models import PolicyVersion
 from tests.conftest import bearer, count
 from tests.policies.test_policies_api import T0, body
@@ -40,3 +45,40 @@ def test_concurrent_announcements_of_one_version_store_one_and_answer_409(app, o
             thread.join(timeout=120)
     assert sorted(statuses) == [201, 409, 409, 409, 409, 409]
     assert count(db, PolicyVersion.id) == 2  # the initial policy and the new one
+
+
+@pytest.mark.postgres_only
+def test_a_create_that_loses_the_race_after_its_first_look_answers_409_not_422(
+    app, db, monkeypatch
+):
+    """The interleaving the test above meets by chance, made certain: the winner commits
+    between the loser's look for the version and its check that versions take effect in
+    order. The loser's own dates are then "not later than the latest", but the reason to
+    refuse it is that its version exists: 409, and nothing stored."""
+    clock.freeze(T0)
+    what = policies.Announcement(
+        version="2026-04-02",
+        title="Clearer retention periods",
+        summary="We now say how long we keep each kind of data.",
+        url="https://example.test/privacy/new",
+        effective_at=T0 + timedelta(days=31),
+        announce_at=None,
+    )
+    settings = policies.NoticeSettings(
+        notice_days=30, org_name="ICVT Ltd.", contact_email="support@example.test"
+    )
+    first_look = policies._refuse_known
+    looks: list[str] = []
+
+    def winner_commits_after_the_first_look(session, version):
+        looks.append(version)
+        first_look(session, version)
+        if len(looks) == 1:
+            with db.transaction() as other:
+                policies.announce(other, what, settings, "winner")
+
+    monkeypatch.setattr(policies, "_refuse_known", winner_commits_after_the_first_look)
+    before = count(db, PolicyVersion.id)
+    with pytest.raises(Conflict), db.transaction() as session:
+        policies.announce(session, what, settings, "loser")
+    assert count(db, PolicyVersion.id) == before + 1  # the winner's, not the loser's
