@@ -99,7 +99,7 @@ def expand_batch(
         campaign.lease_owner = campaign.lease_until = None
         analyze_outbox(session)
         return 0
-    joined, columns = gate.audience_joins(campaign.topic_id)
+    joined, columns = gate.audience_joins(campaign.topic_id, ids=(after, upper))
     reason = gate.reason_sql(columns, campaign.topic.kind)
     status = gate_status(reason)
     rows = (

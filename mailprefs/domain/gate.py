@@ -175,17 +175,21 @@ def reason_sql(columns: Columns, topic: Topic | TopicKind | str) -> ColumnElemen
     return case(*whens, else_=literal(None))
 
 
-def audience_joins(topic_id: int):
+def audience_joins(topic_id: int, ids: tuple[int, int] | None = None):
     """FROM subscribers with the person's state for the topic and any active suppression.
 
     Returns (select_from, columns) for building INSERT ... SELECT and GROUP BY queries.
+    `ids` (after, through) is for a caller that reads one range of subscribers: the
+    range is repeated on the state's side of the join, which lets PostgreSQL read just
+    that range of the states by their key instead of every state of the topic per batch.
     """
     state = TopicSubscription.__table__.alias("ts")
     suppression = Suppression.__table__.alias("sup")
     subscribers = Subscriber.__table__
-    joined = subscribers.outerjoin(
-        state, and_(state.c.subscriber_id == subscribers.c.id, state.c.topic_id == topic_id)
-    ).outerjoin(
+    on_state = [state.c.subscriber_id == subscribers.c.id, state.c.topic_id == topic_id]
+    if ids is not None:
+        on_state += [state.c.subscriber_id > ids[0], state.c.subscriber_id <= ids[1]]
+    joined = subscribers.outerjoin(state, and_(*on_state)).outerjoin(
         suppression,
         and_(
             suppression.c.email_hash == subscribers.c.email_hash,
