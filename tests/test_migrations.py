@@ -67,3 +67,72 @@ def test_an_empty_database_differs_so_the_comparison_can_fail(fresh_url):
         connection.execute(sa.text("CREATE TABLE unrelated (id INTEGER PRIMARY KEY)"))
     engine.dispose()
     assert _schema_difference(fresh_url) != []
+
+
+def test_dropping_the_outbox_foreign_keys_keeps_every_row_and_the_queue_index(fresh_url):
+    """0002 copies the outbox on SQLite: the rows, a bounce that points at one of them,
+    and the partial queue index all come through; the keys are gone on both databases."""
+    from alembic import command
+
+    database = Database(fresh_url)
+    command.upgrade(alembic_config(database), "0001")
+    now = "2026-11-26 12:00:00+00:00"
+    with database.engine.begin() as c:
+        c.execute(
+            sa.text(
+                "INSERT INTO topics (id, slug, name, kind, double_opt_in, description, active)"
+                " VALUES (1, 'news', 'News', 'marketing', false, '', true)"
+            )
+        )
+        c.execute(
+            sa.text(
+                "INSERT INTO subscribers (id, public_id, attributes, status, created_at,"
+                " updated_at) VALUES (1, 'p1', '{}', 'active', :now, :now)"
+            ),
+            {"now": now},
+        )
+        c.execute(
+            sa.text(
+                "INSERT INTO campaigns (id, public_id, kind, topic_id, subject, text_body,"
+                " status, priority, created_at, expanded_through, expansion_done)"
+                " VALUES (1, 'c1', 'campaign', 1, 's', 't', 'sending', 10, :now, 1, true)"
+            ),
+            {"now": now},
+        )
+        c.execute(
+            sa.text(
+                "INSERT INTO deliveries (id, campaign_id, subscriber_id, status, priority,"
+                " attempts) VALUES (1, 1, 1, 'queued', 10, 0), (2, 1, NULL, 'blocked', 10, 0)"
+            )
+        )
+        c.execute(
+            sa.text(
+                "INSERT INTO bounce_events (id, email_hash, kind, source, delivery_id,"
+                " occurred_at, recorded_at) VALUES (1, 'h', 'hard', 'smtp', 1, :now, :now)"
+            ),
+            {"now": now},
+        )
+    upgrade(database)
+    inspector = sa.inspect(database.engine)
+    assert inspector.get_foreign_keys("deliveries") == []
+    referred = sorted(k["referred_table"] for k in inspector.get_foreign_keys("bounce_events"))
+    assert referred == ["deliveries", "subscribers"]
+    with database.engine.connect() as c:
+        if database.is_sqlite:  # the checks the migration turned off are on again
+            assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert c.execute(sa.text("SELECT id, status FROM deliveries ORDER BY id")).all() == [
+            (1, "queued"),
+            (2, "blocked"),
+        ]
+        assert c.execute(sa.text("SELECT delivery_id FROM bounce_events")).scalar() == 1
+        if database.is_sqlite:
+            ddl = c.execute(
+                sa.text("SELECT sql FROM sqlite_master WHERE name = 'ix_deliveries_queue'")
+            ).scalar()
+        else:
+            ddl = c.execute(
+                sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_deliveries_queue'")
+            ).scalar()
+    assert "queued" in ddl  # still partial: only queued rows are indexed
+    database.dispose()
+    assert _schema_difference(fresh_url) == []
