@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +11,16 @@ from sqlalchemy.orm import Session
 
 from mailprefs import clock
 from mailprefs.domain.models import AuditEntry
+
+# Where the request being served came from. The web layer sets it for each request, so
+# that entries recorded by domain code (which knows nothing of requests) carry the IP too.
+_origin: ContextVar[str | None] = ContextVar("audit_origin", default=None)
+
+
+def set_origin(ip: str | None) -> None:
+    """Entries recorded from now on (in this thread or task) without an `ip` of their
+    own carry this one; None when the request is over."""
+    _origin.set(ip)
 
 
 def record(
@@ -29,7 +40,7 @@ def record(
         target_type=target_type,
         target_id=target_id,
         detail=detail,
-        ip=ip,
+        ip=ip if ip is not None else _origin.get(),
     )
     session.add(entry)
     return entry

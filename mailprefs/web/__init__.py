@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, request
+
+from mailprefs.domain import audit
 
 
 def init_app(app: Flask) -> None:
@@ -14,3 +16,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(prefs.bp)
     app.register_blueprint(dashboard.bp)
     errors.init_app(app)
+
+    # Audit entries that domain code records while serving a request name its IP.
+    app.before_request(lambda: audit.set_origin(request.remote_addr))
+    app.teardown_request(lambda _error: audit.set_origin(None))

@@ -53,16 +53,17 @@ def test_pause_resume_cancel_act_through_the_domain_and_are_audited(ops_client, 
     assert status_of(db, public_id) == "cancelled"
     with db.session(read_only=True) as s:
         entries = s.execute(
-            select(AuditEntry.actor, AuditEntry.action, AuditEntry.target_id).order_by(
-                AuditEntry.id
-            )
+            select(
+                AuditEntry.actor, AuditEntry.action, AuditEntry.target_id, AuditEntry.ip
+            ).order_by(AuditEntry.id)
         ).all()
-    mine = [(a, act) for a, act, t in entries if t == public_id]
+    mine = [(a, act, ip) for a, act, t, ip in entries if t == public_id]
     actor = f"user:{staff['ops']}"
+    # The domain records these; the IP comes from the request being served.
     assert mine == [
-        (actor, "campaign.pause"),
-        (actor, "campaign.resume"),
-        (actor, "campaign.cancel"),
+        (actor, "campaign.pause", "127.0.0.1"),
+        (actor, "campaign.resume", "127.0.0.1"),
+        (actor, "campaign.cancel", "127.0.0.1"),
     ]
 
 
