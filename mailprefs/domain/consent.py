@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import Select, event, select, update
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from mailprefs import clock
@@ -27,7 +27,7 @@ from mailprefs.domain.models import (
     TopicState,
     TopicSubscription,
 )
-from mailprefs.domain.outbox_models import PolicyVersion
+from mailprefs.domain.outbox_models import Campaign, CampaignStatus, PolicyVersion
 
 # Where a consent came from. The API accepts the first four from clients.
 API_SOURCES = ("api", "import", "web_form", "staff")
@@ -84,11 +84,14 @@ def account_transition(
 
 
 def policy_version_in_force(session: Session, at: datetime) -> str | None:
-    """The latest policy that had taken effect at `at`. A version whose announcement was
-    cancelled never takes effect: people were not told of it."""
-    from mailprefs.domain.outbox_models import Campaign, CampaignStatus
+    """The latest policy that had taken effect at `at`."""
+    return session.scalar(in_force_query(at))
 
-    return session.scalar(
+
+def in_force_query(at: Any) -> Select[tuple[str]]:
+    """The version in force at `at` (a value or a bind parameter), as one statement. A
+    version whose announcement was cancelled never takes effect: people were not told."""
+    return (
         select(PolicyVersion.version)
         .outerjoin(Campaign, Campaign.id == PolicyVersion.campaign_id)
         .where(

@@ -30,7 +30,6 @@ from mailprefs.domain.models import (
     TopicState,
     TopicSubscription,
 )
-from mailprefs.domain.outbox_models import PolicyVersion
 
 ERASED_DETAIL = "this person's data was erased; only the hash of the address is kept"
 
@@ -139,7 +138,6 @@ _people = Subscriber.__table__
 _topics = Topic.__table__
 _states = TopicSubscription.__table__
 _events = ConsentEvent.__table__
-_policies = PolicyVersion.__table__
 
 
 def _value(column: Any) -> Any:
@@ -177,13 +175,7 @@ _LOOKUP = (
     .with_for_update(of=[_people, _states])
 )
 # The policy version in force, found by the statement that writes the event.
-_POLICY = (
-    select(_policies.c.version)
-    .where(_policies.c.effective_at <= bindparam("policy_at", type_=UTCDateTime()))
-    .order_by(_policies.c.effective_at.desc())
-    .limit(1)
-    .scalar_subquery()
-)
+_POLICY = consent.in_force_query(bindparam("policy_at", type_=UTCDateTime())).scalar_subquery()
 _EVENT_VALUES = {
     name: _value(_events.c[name])
     for name in ("action", "source", "ip", "user_agent", "actor", "context")

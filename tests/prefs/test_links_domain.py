@@ -230,3 +230,38 @@ def test_open_for_finds_a_persons_open_complaint_until_resolved(db):
         complaints.resolve(s, complaint, actor="ops", resolution="was a forwarded mail")
         s.flush()
         assert complaints.open_for(s, subscriber) is None
+
+
+def test_the_fast_opt_out_never_names_a_policy_whose_notice_was_cancelled(db):
+    """A version whose announcement was cancelled never takes effect: after its date the
+    one-click statement still records the version in force before it, as the general
+    path does (both find it through consent.in_force_query)."""
+    from mailprefs.domain import campaigns, policies
+
+    with db.transaction() as s:
+        before = consent.policy_version_in_force(s, clock.now())
+        withdrawn = policies.announce(
+            s,
+            policies.Announcement(
+                version="withdrawn-1",
+                title="A change we did not make",
+                summary="Announced, then cancelled.",
+                url="https://example.test/privacy/withdrawn",
+                effective_at=clock.now() + timedelta(days=31),
+                announce_at=None,
+            ),
+            policies.NoticeSettings(
+                notice_days=30, org_name="ICVT Ltd.", contact_email="support@example.test"
+            ),
+            "test",
+        )
+        campaigns.cancel(s, withdrawn.campaign, "test")
+    clock.freeze(clock.now() + timedelta(days=40))
+    fast = make_person(db, opted_in=("offers",))
+    general = make_person(db, opted_in=("offers",))
+    with db.engine.begin() as connection:
+        links.opt_out(connection, fast, "offers", PROOF)
+    with db.transaction() as s:
+        consent.opt_out(s, find_by_public_id(s, general), get_topic(s, "offers"), PROOF)
+    assert recorded(db, fast)[0]["policy_version"] == before != "withdrawn-1"
+    assert recorded(db, fast) == recorded(db, general)
