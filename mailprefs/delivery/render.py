@@ -48,6 +48,12 @@ _MAX_REPEAT = 100_000
 _MAX_EXPONENT = 64
 _MAX_INT_BITS = 4096
 _MAX_OUTPUT = 2_000_000  # characters per field and recipient
+# Loops that write nothing cost CPU without output: `range(100000)` inside another such
+# loop is 10**10 steps. Every loop's items are counted, per field and recipient.
+_MAX_ITERATIONS = 10_000
+# The per-render counter each {% for %} is rewritten to pass its items through; a name
+# templates may not use (refused at compile), set by _capped above any attribute.
+_LOOP_COUNTER = "_mailprefs_loop_items"
 
 
 class TemplateInvalid(Exception):
@@ -120,6 +126,9 @@ def _refuse_unsafe_nodes(field: str, tree: jnodes.Template) -> None:
     for node in tree.find_all(jnodes.For):
         if node.recursive:
             raise TemplateInvalid(field, "recursive loops are not allowed in mail templates")
+    for node in tree.find_all(jnodes.Name):
+        if node.name == _LOOP_COUNTER:
+            raise TemplateInvalid(field, f"{node.name!r} is a reserved name")
     for node in tree.find_all(jnodes.Getattr):
         if node.attr.startswith("_"):
             raise TemplateInvalid(field, f"access to {node.attr!r} is not allowed")
@@ -180,11 +189,56 @@ def _merge(pieces: list[tuple[Any, ...]], context: Mapping[str, Any], html: bool
     return "".join(out)
 
 
+def _count_loop_items(tree: jnodes.Template) -> None:
+    """Rewrite every `{% for x in items %}` to `{% for x in <counter>(items) %}`."""
+    for node in tree.find_all(jnodes.For):
+        counter = jnodes.Name(_LOOP_COUNTER, "load", lineno=node.lineno)
+        node.iter = jnodes.Call(counter, [node.iter], [], None, None, lineno=node.lineno)
+
+
+class _LoopBudget:
+    """_MAX_ITERATIONS loop items for one render, shared by every loop in it; `range`
+    spends from it too (`range(100000)|sum` is a loop as well)."""
+
+    __slots__ = ("left", "paid", "kept")
+
+    def __init__(self) -> None:
+        self.left = _MAX_ITERATIONS
+        # Ranges already spent for (a loop over one is free); kept, so no id is reused.
+        self.paid: set[int] = set()
+        self.kept: list[range] = []
+
+    def _spend(self, items: int) -> None:
+        self.left -= items
+        if self.left < 0:
+            raise SecurityError(f"more than {_MAX_ITERATIONS} loop iterations")
+
+    def count(self, items: Any) -> Any:
+        if id(items) in self.paid:
+            return items
+        return self._counted(items)
+
+    def _counted(self, items: Any) -> Any:
+        for item in items:
+            self._spend(1)
+            yield item
+
+    def range(self, *args: int) -> range:
+        numbers = range(*args)
+        self._spend(len(numbers))
+        self.paid.add(id(numbers))
+        self.kept.append(numbers)
+        return numbers
+
+
 def _capped(template: Any, context: Mapping[str, Any]) -> str:
-    """Render, refusing output beyond _MAX_OUTPUT (a loop can multiply a small template)."""
+    """Render, refusing output beyond _MAX_OUTPUT (a loop can multiply a small template)
+    and loops beyond _MAX_ITERATIONS items in all."""
     chunks = []
     size = 0
-    for chunk in template.generate(context):
+    budget = _LoopBudget()
+    names = {**context, _LOOP_COUNTER: budget.count, "range": budget.range}
+    for chunk in template.generate(names):
         size += len(chunk)
         if size > _MAX_OUTPUT:
             raise SecurityError(f"output larger than {_MAX_OUTPUT} characters")
@@ -206,6 +260,7 @@ class _Field:
         except TemplateSyntaxError as exc:
             raise TemplateInvalid(name, f"line {exc.lineno}: {exc.message}") from None
         _refuse_unsafe_nodes(name, tree)
+        _count_loop_items(tree)
         try:
             self.template = env.from_string(tree)
         except TemplateError as exc:
@@ -213,7 +268,7 @@ class _Field:
         self.constant: str | None = None
         self.merge = _merge_pieces(tree, env)
         self.escape = env.autoescape is True
-        if not meta.find_undeclared_variables(tree):
+        if not meta.find_undeclared_variables(tree) - {_LOOP_COUNTER}:
             self.constant = self.render({})
 
     def render(self, context: Mapping[str, Any]) -> str:

@@ -157,6 +157,12 @@ def test_racing_creates_with_one_key_yield_one_campaign(app, marketing_key, db):
         ({"html": "{{ cycler.__init__.__globals__.os }}"}, "html"),
         ({"subject": "{% include 'x' %}"}, "subject"),
         ({"text": "{% for %}"}, "text"),
+        (
+            {
+                "text": "{% for a in range(3000) %}{% for b in range(3000) %}{% endfor %}{% endfor %}"
+            },
+            "text",
+        ),
         ({"subject": 42}, "subject"),
         ({"audience": {"attributes": {"plan": {"nested": True}}}}, "audience.attributes.plan"),
         ({"extra": "field"}, "extra"),
