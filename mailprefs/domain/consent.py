@@ -89,17 +89,20 @@ def policy_version_in_force(session: Session, at: datetime) -> str | None:
 
 
 def in_force_query(at: Any) -> Select[tuple[str]]:
-    """The version in force at `at` (a value or a bind parameter), as one statement. A
-    version whose announcement was cancelled never takes effect: people were not told."""
+    """The version in force at `at` (a value or a bind parameter), as one statement."""
     return (
-        select(PolicyVersion.version)
-        .outerjoin(Campaign, Campaign.id == PolicyVersion.campaign_id)
-        .where(
-            PolicyVersion.effective_at <= at,
-            (Campaign.id.is_(None)) | (Campaign.status != CampaignStatus.CANCELLED),
-        )
+        standing(select(PolicyVersion.version))
+        .where(PolicyVersion.effective_at <= at)
         .order_by(PolicyVersion.effective_at.desc())
         .limit(1)
+    )
+
+
+def standing(query: Select[Any]) -> Select[Any]:
+    """`query` over policy versions, without those withdrawn: a version whose notice was
+    cancelled never takes effect, as people were not told of it."""
+    return query.outerjoin(Campaign, Campaign.id == PolicyVersion.campaign_id).where(
+        Campaign.id.is_(None) | (Campaign.status != CampaignStatus.CANCELLED)
     )
 
 

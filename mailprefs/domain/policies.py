@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from mailprefs import clock
 from mailprefs.config import ROOT
 from mailprefs.domain import audit, campaigns, gate
-from mailprefs.domain.consent import policy_version_in_force
+from mailprefs.domain.consent import policy_version_in_force, standing
 from mailprefs.domain.errors import Conflict, Invalid, NotFound
 from mailprefs.domain.models import Subscriber
 from mailprefs.domain.outbox_models import (
@@ -160,7 +160,7 @@ def _check(
             }
         )
     latest = session.scalar(
-        select(PolicyVersion).order_by(PolicyVersion.effective_at.desc()).limit(1)
+        standing(select(PolicyVersion)).order_by(PolicyVersion.effective_at.desc()).limit(1)
     )
     if latest is not None and effective_at <= latest.effective_at:
         errors.append(

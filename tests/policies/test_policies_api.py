@@ -158,6 +158,23 @@ def test_versions_take_effect_in_order(client, ops_key):
     assert answer["errors"][0]["field"] == "effective_at"
 
 
+def test_a_withdrawn_version_does_not_hold_back_the_next(client, ops_key, db):
+    """A version whose notice was cancelled never takes effect, so a corrected version
+    may take effect before the withdrawn one's date (under a new version name)."""
+    from mailprefs.domain import campaigns, policies
+
+    clock.freeze(T0)
+    assert (
+        post(client, ops_key, body(effective_at=(T0 + timedelta(days=60)).isoformat())).status_code
+        == 201
+    )
+    with db.transaction() as s:
+        campaigns.cancel(s, policies.get(s, "2026-04-01").campaign, "test")
+    corrected = body(version="2026-04-01b", effective_at=(T0 + timedelta(days=40)).isoformat())
+    assert post(client, ops_key, corrected).status_code == 201
+    assert problem(post(client, ops_key, body()), 409)["status"] == 409
+
+
 def test_the_notice_period_is_configurable(app, client, ops_key):
     """MAILPREFS_POLICY_NOTICE_DAYS sets the minimum notice."""
     clock.freeze(T0)
