@@ -64,8 +64,13 @@ def expected_console() -> list[str]:
 
 
 @pytest.fixture
-def page(browser, expected_console):
-    """A fresh page; console errors (other than expected ones) and page errors fail the test."""
+def page(browser, server, expected_console):
+    """A fresh page; console errors (other than expected ones) and page errors fail the test.
+
+    It asks for `server` so that the server outlives it: torn down first, a page that
+    polls (the dashboard's progress bars) would see its requests reset and report them.
+    What the browser reports after the test's own steps (while closing) is not counted.
+    """
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     problems: list[str] = []
@@ -79,9 +84,10 @@ def page(browser, expected_console):
     page.on("console", on_console)
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     yield page
+    reported = list(problems)
     context.close()
-    if problems:
-        pytest.fail("the browser reported errors:\n" + "\n".join(problems))
+    if reported:
+        pytest.fail("the browser reported errors:\n" + "\n".join(reported))
 
 
 @pytest.fixture
