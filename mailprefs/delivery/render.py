@@ -200,13 +200,13 @@ class _LoopBudget:
     """_MAX_ITERATIONS loop items for one render, shared by every loop in it; `range`
     spends from it too (`range(100000)|sum` is a loop as well)."""
 
-    __slots__ = ("left", "paid", "kept")
+    __slots__ = ("left", "paid")
 
     def __init__(self) -> None:
         self.left = _MAX_ITERATIONS
-        # Ranges already spent for (a loop over one is free); kept, so no id is reused.
-        self.paid: set[int] = set()
-        self.kept: list[range] = []
+        # Ranges already spent for, by id (a loop over one is free); holding them keeps
+        # their ids from being reused within the render.
+        self.paid: dict[int, range] = {}
 
     def _spend(self, items: int) -> None:
         self.left -= items
@@ -226,8 +226,7 @@ class _LoopBudget:
     def range(self, *args: int) -> range:
         numbers = range(*args)
         self._spend(len(numbers))
-        self.paid.add(id(numbers))
-        self.kept.append(numbers)
+        self.paid[id(numbers)] = numbers
         return numbers
 
 

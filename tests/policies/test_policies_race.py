@@ -16,6 +16,7 @@ from mailprefs.domain.errors import Conflict
 from mailprefs.domain.outbox_models import PolicyVersion
 from tests.conftest import bearer, count
 from tests.policies.test_policies_api import T0, body
+from tests.support.factories import NOTICE_SETTINGS, announcement
 from tests.support.servers import live_server
 
 
@@ -56,17 +57,8 @@ def test_a_create_that_loses_the_race_after_its_first_look_answers_409_not_422(
     order. The loser's own dates are then "not later than the latest", but the reason to
     refuse it is that its version exists: 409, and nothing stored."""
     clock.freeze(T0)
-    what = policies.Announcement(
-        version="2026-04-02",
-        title="Clearer retention periods",
-        summary="We now say how long we keep each kind of data.",
-        url="https://example.test/privacy/new",
-        effective_at=T0 + timedelta(days=31),
-        announce_at=None,
-    )
-    settings = policies.NoticeSettings(
-        notice_days=30, org_name="ICVT Ltd.", contact_email="support@example.test"
-    )
+    what = announcement("2026-04-02", T0 + timedelta(days=31))
+    settings = NOTICE_SETTINGS
     first_look = policies._refuse_known
     looks: list[str] = []
 

@@ -17,7 +17,7 @@ from mailprefs.domain.models import ConsentEvent, TopicSubscription
 from mailprefs.domain.subscribers import find_by_public_id
 from mailprefs.domain.topics import get_topic
 from tests.prefs.support import make_person
-from tests.support.factories import evidence
+from tests.support.factories import NOTICE_SETTINGS, announcement, evidence
 
 PROOF = Evidence(
     source="one_click",
@@ -240,21 +240,8 @@ def test_the_fast_opt_out_never_names_a_policy_whose_notice_was_cancelled(db):
 
     with db.transaction() as s:
         before = consent.policy_version_in_force(s, clock.now())
-        withdrawn = policies.announce(
-            s,
-            policies.Announcement(
-                version="withdrawn-1",
-                title="A change we did not make",
-                summary="Announced, then cancelled.",
-                url="https://example.test/privacy/withdrawn",
-                effective_at=clock.now() + timedelta(days=31),
-                announce_at=None,
-            ),
-            policies.NoticeSettings(
-                notice_days=30, org_name="ICVT Ltd.", contact_email="support@example.test"
-            ),
-            "test",
-        )
+        what = announcement("withdrawn-1", clock.now() + timedelta(days=31))
+        withdrawn = policies.announce(s, what, NOTICE_SETTINGS, "test")
         campaigns.cancel(s, withdrawn.campaign, "test")
     clock.freeze(clock.now() + timedelta(days=40))
     fast = make_person(db, opted_in=("offers",))

@@ -99,7 +99,6 @@ def get_subscriber(call: Call, public_id: str):
         "subscriber.read",
         target_type="subscriber",
         target_id=public_id,
-        ip=call.ip,
     )
     reply = SubscriberDetail(
         **summary(call, subscriber),
@@ -194,7 +193,6 @@ def export_subscriber(call: Call, public_id: str):
         "subscriber.export",
         target_type="subscriber",
         target_id=public_id,
-        ip=call.ip,
     )
     reply = SubscriberExport(**subscribers.export(call.session, subscriber))
     call.session.commit()

@@ -94,7 +94,6 @@ def _record_failure(email: str) -> None:
         "login.locked" if locked else "login.failed",
         target_type="user",
         target_id=str(user.id),
-        ip=request.remote_addr,
     )
 
 

@@ -53,7 +53,8 @@ def record(
     target_id: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """An audit entry for a staff read or action, by the logged-in user, from this IP."""
+    """An audit entry for a staff read or action, by the logged-in user (the request's IP
+    comes with it: `audit.set_origin`)."""
     audit.record(
         db_session(),
         actor(),
@@ -61,7 +62,6 @@ def record(
         target_type=target_type,
         target_id=target_id,
         detail=detail,
-        ip=request.remote_addr,
     )
 
 
