@@ -14,7 +14,7 @@ from email.utils import format_datetime, formataddr, getaddresses
 
 import idna
 
-from mailprefs.delivery.render import one_line
+from mailprefs.domain.templating import one_line
 
 # Header lines should stay under 78 characters (RFC 5322 2.1.1) and must stay under 998.
 _SOFT_LIMIT = 78

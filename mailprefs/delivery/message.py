@@ -29,7 +29,6 @@ from markupsafe import escape
 from mailprefs import clock
 from mailprefs.config import ROOT, ConfigError
 from mailprefs.delivery import headers as hdr
-from mailprefs.delivery.render import compile_templates, make_context, one_line
 from mailprefs.delivery.types import (
     BuiltMessage,
     CampaignInfo,
@@ -38,6 +37,7 @@ from mailprefs.delivery.types import (
     RecipientInfo,
     StreamIdentity,
 )
+from mailprefs.domain.templating import compile_templates, make_context, one_line
 from mailprefs.domain.tokens import TokenService
 
 FOOTER_DIR = ROOT / "templates" / "email"

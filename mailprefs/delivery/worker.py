@@ -32,7 +32,6 @@ from mailprefs import clock
 from mailprefs.delivery import expand, outbox
 from mailprefs.delivery.message import MessageBuilder, message_settings
 from mailprefs.delivery.outbox import Claimed, RetryPolicy
-from mailprefs.delivery.render import TemplateInvalid
 from mailprefs.delivery.sendtx import SendTransactions
 from mailprefs.delivery.transport import (
     PermanentFailure,
@@ -44,6 +43,7 @@ from mailprefs.delivery.types import CampaignInfo, RecipientInfo
 from mailprefs.domain import campaigns as campaign_rules
 from mailprefs.domain.addresses import address_hash
 from mailprefs.domain.outbox_models import Campaign
+from mailprefs.domain.templating import TemplateInvalid
 from mailprefs.extensions import get_db, get_tokens
 
 # Consecutive relay-level failures (not one recipient's) after which a batch backs off.

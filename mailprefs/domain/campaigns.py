@@ -27,6 +27,7 @@ from mailprefs.domain.outbox_models import (
     Delivery,
     DeliveryStatus,
 )
+from mailprefs.domain.templating import TemplateInvalid, validate
 
 S = CampaignStatus
 MAX_AUDIENCE_ATTRIBUTES = 20
@@ -47,8 +48,6 @@ def check_send_at(send_at: datetime | None, now: datetime) -> datetime | None:
 
 def validate_content(subject: str, text: str, html: str | None) -> None:
     """Templates must compile in the sandbox and reach for nothing unsafe."""
-    from mailprefs.delivery.render import TemplateInvalid, validate
-
     try:
         validate(subject, text, html)
     except TemplateInvalid as exc:

@@ -41,6 +41,7 @@ from mailprefs.domain.outbox_models import (
     PolicyKind,
     PolicyVersion,
 )
+from mailprefs.domain.templating import one_line
 from mailprefs.domain.topics import get_topic
 
 TOPIC = "policy"
@@ -208,8 +209,6 @@ def render_notice(
     what: Announcement, effective_at: datetime, settings: NoticeSettings
 ) -> tuple[str, str, str]:
     """Subject, text and HTML of a notice, from templates/email/policy_{kind}.*."""
-    from mailprefs.delivery.render import one_line
-
     context: dict[str, Any] = {
         "version": what.version,
         "title": what.title.strip(),

@@ -6,13 +6,13 @@ from flask import current_app
 
 from mailprefs import clock
 from mailprefs.delivery.message import MessageBuilder, message_settings
-from mailprefs.delivery.render import placeholder_attributes
 from mailprefs.delivery.transport import DeliveryError, transport_for
 from mailprefs.delivery.types import CampaignInfo, RecipientInfo
 from mailprefs.domain import addresses, campaigns, gate
 from mailprefs.domain.errors import Forbidden, Invalid
 from mailprefs.domain.models import TopicKind
 from mailprefs.domain.outbox_models import Campaign
+from mailprefs.domain.templating import placeholder_attributes
 from mailprefs.domain.topics import get_topic
 from mailprefs.extensions import get_tokens
 from mailprefs.web.api import api

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailprefs.delivery.render import (
+from mailprefs.domain.templating import (
     RESERVED_NAMES,
     CampaignTemplates,
     TemplateInvalid,
