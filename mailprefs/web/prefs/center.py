@@ -20,7 +20,7 @@ from mailprefs.domain.models import Subscriber, SubscriberStatus, Topic, TopicKi
 from mailprefs.domain.outbox_models import Campaign
 from mailprefs.domain.topics import list_topics
 from mailprefs.extensions import db_session, get_db
-from mailprefs.web.prefs import bp, evidence, find_subscriber, load_token, page, problem
+from mailprefs.web.prefs.common import bp, evidence, find_subscriber, load_token, page, problem
 
 DONE = {"saved", "unchanged", "all_off", "closed", "reported"}
 MAX_DETAIL = 2000
