@@ -36,6 +36,7 @@ bench: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check mailprefs tests bench
+	$(BIN)/lint-imports --no-cache  # the layer contract in setup.cfg
 
 format: install
 	$(BIN)/ruff format mailprefs tests bench
