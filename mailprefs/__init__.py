@@ -16,13 +16,13 @@ __all__ = ["create_app"]
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app: configuration, extensions, blueprints, CLI. Nothing else."""
     instance_path = Path(
-        os.environ.get("MAILPREFS_INSTANCE_PATH") or config_module.ROOT / "instance"
+        os.environ.get("MAILPREFS_INSTANCE_PATH") or config_module.default_instance_path()
     )
     app = Flask(
         __name__,
         instance_path=str(instance_path),
-        template_folder=str(config_module.ROOT / "templates"),
-        static_folder=str(config_module.ROOT / "mailprefs" / "static"),
+        template_folder=str(config_module.TEMPLATES_DIR),
+        static_folder=str(Path(__file__).resolve().parent / "static"),
     )
     settings = config_module.load()
     settings.update(test_config or {})

@@ -14,6 +14,25 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _data_dir(name: str) -> Path:
+    """`templates/` and `migrations/` sit at the top of the checkout (the layout is
+    fixed); a wheel ships them inside the package (see setup.py), where no checkout is."""
+    shipped = _PACKAGE / name
+    return shipped if shipped.is_dir() else ROOT / name
+
+
+TEMPLATES_DIR = _data_dir("templates")
+MIGRATIONS_DIR = _data_dir("migrations")
+
+
+def default_instance_path() -> Path:
+    """`instance/` of the checkout; installed from a wheel (no checkout), the working
+    directory's `instance/`, never a folder inside site-packages."""
+    return ROOT / "instance" if (ROOT / "setup.cfg").is_file() else Path.cwd() / "instance"
+
 
 DEFAULT_TOPICS: list[dict[str, Any]] = [
     {

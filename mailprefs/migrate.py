@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailprefs import clock
-from mailprefs.config import ROOT
+from mailprefs.config import MIGRATIONS_DIR
 from mailprefs.db import Database
 from mailprefs.domain.outbox_models import PolicyKind, PolicyVersion
 from mailprefs.domain.topics import sync_topics
@@ -19,7 +19,7 @@ from mailprefs.domain.topics import sync_topics
 
 def alembic_config(database: Database) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", database.url.replace("%", "%%"))
     cfg.attributes["engine"] = database.engine
     return cfg

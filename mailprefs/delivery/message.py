@@ -23,11 +23,10 @@ from typing import Any
 
 import dkim
 from dkim.crypto import parse_pem_private_key
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import escape
 
 from mailprefs import clock
-from mailprefs.config import ROOT, ConfigError
+from mailprefs.config import ConfigError
 from mailprefs.delivery import headers as hdr
 from mailprefs.delivery.types import (
     BuiltMessage,
@@ -37,10 +36,14 @@ from mailprefs.delivery.types import (
     RecipientInfo,
     StreamIdentity,
 )
-from mailprefs.domain.templating import compile_templates, make_context, one_line
+from mailprefs.domain.templating import (
+    compile_templates,
+    mail_environment,
+    make_context,
+    one_line,
+)
 from mailprefs.domain.tokens import TokenService
 
-FOOTER_DIR = ROOT / "templates" / "email"
 TEST_COPY_ID = "test-copy"  # links in test copies carry this id: the pages answer not found
 
 # Headers signed when present, in this order (Gmail and Yahoo require the first seven for
@@ -69,21 +72,10 @@ _QP_PART = (
 )
 
 
-@functools.cache
-def _footer_environment() -> Environment:
-    # Our own files, so no sandbox; StrictUndefined so a typo in a footer fails loudly.
-    return Environment(
-        loader=FileSystemLoader(str(FOOTER_DIR)),
-        autoescape=select_autoescape(["html"]),
-        undefined=StrictUndefined,
-        keep_trailing_newline=True,
-    )
-
-
 @functools.lru_cache(maxsize=64)
 def _footers(stream: str, topic_name: str, org_name: str, postal: str, privacy: str):
     """(text, html) footers of a stream with link placeholders, rendered once."""
-    env = _footer_environment()
+    env = mail_environment()
     context = {
         "topic_name": topic_name,
         "org_name": org_name,

@@ -14,19 +14,16 @@ version of kind `transfer`, announced the same way with its own wording.
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mailprefs import clock
-from mailprefs.config import ROOT
 from mailprefs.domain import audit, campaigns, gate
 from mailprefs.domain.consent import policy_version_in_force, standing
 from mailprefs.domain.errors import Conflict, Invalid, NotFound
@@ -41,11 +38,10 @@ from mailprefs.domain.outbox_models import (
     PolicyKind,
     PolicyVersion,
 )
-from mailprefs.domain.templating import one_line
+from mailprefs.domain.templating import mail_environment, one_line
 from mailprefs.domain.topics import get_topic
 
 TOPIC = "policy"
-TEMPLATES = ROOT / "templates" / "email"
 # Broadcasts that may still take people in (paused ones too: they resume later).
 OPEN = (CampaignStatus.SENDING, CampaignStatus.PAUSED)
 
@@ -186,19 +182,6 @@ def _refuse_known(session: Session, version: str) -> None:
 # --- the notice's wording -----------------------------------------------------------
 
 
-@functools.cache
-def _environment() -> Environment:
-    # Our own files: no sandbox needed here. The output becomes a campaign template that
-    # the sandbox renders per recipient, so `_literal` keeps values from being read as
-    # template code there.
-    return Environment(
-        loader=FileSystemLoader(str(TEMPLATES)),
-        autoescape=select_autoescape(["html"]),
-        undefined=StrictUndefined,
-        keep_trailing_newline=True,
-    )
-
-
 def _literal(rendered: str) -> str:
     """Text that a second Jinja render reproduces exactly: every `{` becomes an
     expression printing `{`, so `{{`, `{%` and `{#` in a title or summary stay text."""
@@ -219,7 +202,9 @@ def render_notice(
         "org_name": settings.org_name,
         "contact_email": settings.contact_email,
     }
-    env = _environment()
+    # The output becomes a campaign template that the sandbox renders per recipient, so
+    # `_literal` keeps values from being read as template code there.
+    env = mail_environment()
     name = f"policy_{what.kind.value}"
     subject = one_line(env.get_template(f"{name}.subject.txt").render(context))
     text = env.get_template(f"{name}.txt").render(context)

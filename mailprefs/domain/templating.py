@@ -1,4 +1,8 @@
-"""Campaign templates: subject, text and HTML rendered per recipient in Jinja's sandbox.
+"""Mail templates: our own (footers, policy notices) and campaigns' (in Jinja's sandbox).
+
+Our own files under `templates/email` are trusted: `mail_environment()` loads them, with
+StrictUndefined so a typo fails loudly. Everything below it is about campaign templates:
+subject, text and HTML rendered per recipient in the sandbox.
 
 Templates come from marketing keys, so they are untrusted code. They run in Jinja's
 immutable sandbox, which refuses Python internals at run time; on top of that, the
@@ -17,10 +21,22 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from jinja2 import ChainableUndefined, TemplateError, TemplateSyntaxError, UndefinedError, meta
+from jinja2 import (
+    ChainableUndefined,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateSyntaxError,
+    UndefinedError,
+    meta,
+    select_autoescape,
+)
 from jinja2 import nodes as jnodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from markupsafe import escape
+
+from mailprefs.config import TEMPLATES_DIR
 
 FIELDS = ("subject", "text", "html")
 
@@ -54,6 +70,17 @@ _MAX_ITERATIONS = 10_000
 # The per-render counter each {% for %} is rewritten to pass its items through; a name
 # templates may not use (refused at compile), set by _capped above any attribute.
 _LOOP_COUNTER = "_mailprefs_loop_items"
+
+
+@functools.cache
+def mail_environment() -> Environment:
+    """The one environment for our own mail templates: no sandbox (we wrote them)."""
+    return Environment(
+        loader=FileSystemLoader(str(TEMPLATES_DIR / "email")),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+    )
 
 
 class TemplateInvalid(Exception):
