@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailprefs import clock
-from mailprefs.domain import complaints, suppression
+from mailprefs.domain import client_time, complaints, suppression
 from mailprefs.domain.addresses import address_hash, normalise
 from mailprefs.domain.consent import Evidence
 from mailprefs.domain.errors import Invalid
@@ -35,9 +35,6 @@ from mailprefs.domain.outbox_models import (
     ComplaintStatus,
     Delivery,
 )
-
-# An event dated this far ahead of our clock is refused (clocks drift; not by hours).
-MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -94,8 +91,10 @@ def ingest(
     dated in the future."""
     now = clock.now()
     for i, event in enumerate(events):
-        if event.at is not None and event.at > now + MAX_CLOCK_SKEW:
-            raise Invalid.field(f"events.{i}.at", "an event cannot have happened in the future")
+        if event.at is not None:
+            client_time.happened(
+                event.at, now, f"events.{i}.at", "an event cannot have happened in the future"
+            )
     outcome = Outcome()
     for event in events:
         if event.type not in ("bounce", "complaint"):

@@ -9,14 +9,14 @@ Expansion into the outbox and sending live in `mailprefs.delivery`.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from mailprefs import clock
-from mailprefs.domain import audit, gate
+from mailprefs.domain import audit, client_time, gate
 from mailprefs.domain.errors import Conflict, Invalid, NotFound
 from mailprefs.domain.models import Subscriber, Topic
 from mailprefs.domain.outbox_models import (
@@ -33,17 +33,13 @@ S = CampaignStatus
 MAX_AUDIENCE_ATTRIBUTES = 20
 
 
-# A client's "now" arrives a little in the past; within this skew it means now.
-CLOCK_SKEW = timedelta(minutes=5)
-
-
 def check_send_at(send_at: datetime | None, now: datetime) -> datetime | None:
-    """A send time in the future, or within CLOCK_SKEW of now (taken as now)."""
+    """A send time in the future, or within the clients' clock skew of now (taken as now)."""
     if send_at is None:
         return None
-    if send_at < now - CLOCK_SKEW:
-        raise Invalid.field("send_at", "must not be in the past (omit it to send now)")
-    return max(send_at, now)
+    return client_time.upcoming(
+        send_at, now, "send_at", "must not be in the past (omit it to send now)"
+    )
 
 
 def validate_content(subject: str, text: str, html: str | None) -> None:

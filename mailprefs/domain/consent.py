@@ -16,6 +16,7 @@ from sqlalchemy import Select, event, select, update
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from mailprefs import clock
+from mailprefs.domain import client_time
 from mailprefs.domain.errors import Conflict, Invalid
 from mailprefs.domain.models import (
     ConsentAction,
@@ -116,9 +117,11 @@ def _append(
     if evidence.source not in SOURCES:
         raise Invalid.field("source", f"source must be one of {list(SOURCES)}")
     now = clock.now()
-    occurred = evidence.occurred_at or now
-    if occurred > now:
-        raise Invalid.field("at", "a consent cannot be given in the future")
+    occurred = now
+    if evidence.occurred_at is not None:
+        occurred = client_time.happened(
+            evidence.occurred_at, now, "at", "a consent cannot be given in the future"
+        )
     row = ConsentEvent(
         subscriber_id=subscriber.id,
         topic_id=topic.id if topic else None,

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from mailprefs import clock
 from mailprefs.db import UTCDateTime
-from mailprefs.domain import consent
+from mailprefs.domain import client_time, consent
 from mailprefs.domain.consent import Evidence
 from mailprefs.domain.errors import Gone, Invalid, NotFound
 from mailprefs.domain.models import (
@@ -77,9 +77,11 @@ def opt_out(
     if evidence.source not in consent.SOURCES:
         raise Invalid.field("source", f"source must be one of {list(consent.SOURCES)}")
     now = clock.now()
-    occurred = evidence.occurred_at or now
-    if occurred > now:
-        raise Invalid.field("at", "a consent cannot be given in the future")
+    occurred = now
+    if evidence.occurred_at is not None:
+        occurred = client_time.happened(
+            evidence.occurred_at, now, "at", "a consent cannot be given in the future"
+        )
     connection = session.connection() if isinstance(session, Session) else session
     values = {
         "public_id": public_id,

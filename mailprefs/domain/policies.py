@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mailprefs import clock
-from mailprefs.domain import audit, campaigns, gate
+from mailprefs.domain import audit, campaigns, client_time, gate
 from mailprefs.domain.consent import policy_version_in_force, standing
 from mailprefs.domain.errors import Conflict, Invalid, NotFound
 from mailprefs.domain.models import Subscriber
@@ -71,8 +71,16 @@ def announce(
     Invalid (naming the field) for dates that break the notice period or the order."""
     _refuse_known(session, what.version)
     now = clock.now()
-    effective_at = _utc(what.effective_at, "effective_at")
-    announce_at = _utc(what.announce_at, "announce_at") if what.announce_at else now
+    effective_at = client_time.aware(what.effective_at, "effective_at")
+    announce_at = now
+    if what.announce_at is not None:
+        # "Now" by the client's clock is now, as a campaign's send_at is.
+        announce_at = client_time.upcoming(
+            what.announce_at,
+            now,
+            "announce_at",
+            "must not be in the past (omit it to announce now)",
+        )
     _check(session, what, effective_at, announce_at, now, settings.notice_days)
 
     subject, text, html = render_notice(what, effective_at, settings)
@@ -123,13 +131,6 @@ def announce(
     return policy
 
 
-def _utc(value: datetime, field: str) -> datetime:
-    try:
-        return clock.as_utc(value)
-    except (ValueError, OverflowError):
-        raise Invalid.field(field, "must be a date and time with an offset") from None
-
-
 def _check(
     session: Session,
     what: Announcement,
@@ -144,10 +145,6 @@ def _check(
             errors.append({"field": field, "detail": "must not be blank"})
     if what.url.strip() and not re.match(r"https?://[^\s]+$", what.url):
         errors.append({"field": "url", "detail": "must be an http(s) URL"})
-    if what.announce_at is not None and announce_at < now:
-        errors.append(
-            {"field": "announce_at", "detail": "must not be in the past (omit it to announce now)"}
-        )
     if effective_at - announce_at < timedelta(days=notice_days):
         errors.append(
             {
