@@ -23,7 +23,7 @@ run: install
 	MAILPREFS_ENV=development $(FLASK) mailprefs seed-demo
 	MAILPREFS_ENV=development $(FLASK) mailprefs serve --host 127.0.0.1 --port $(PORT)
 
-# The whole suite, on SQLite and (where reachable) PostgreSQL; see README "Testing".
+# The whole suite, on SQLite and (where reachable) PostgreSQL; see docs/testing.md.
 test: install
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 

@@ -23,7 +23,7 @@ the service; the tests cover it). A short warm-up on tokens of its own comes fir
 Environment: MAILPREFS_BENCH_ONECLICK_SECONDS (default 15; 5 with --quick),
 MAILPREFS_BENCH_ONECLICK_ROUNDS (default 3; 1 with --quick),
 MAILPREFS_BENCH_ONECLICK_FULL=1 also measures both apps on SQLite with
-`synchronous=FULL` (for the README's durability figures; no target). Needs /usr/bin/wrk
+`synchronous=FULL` (the durability figures of docs/performance-2026-11.md; no target). Needs /usr/bin/wrk
 (`apt-get install wrk`).
 """
 

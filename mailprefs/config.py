@@ -1,8 +1,9 @@
 """Defaults and environment overrides.
 
-Every setting the service reads comes from here, so the README's table and this module are
-the same list. Values are parsed once, at start-up, and a bad value stops the process with
-a message naming the variable.
+Every setting the service reads comes from here, so the settings table of
+docs/configuration.md and this module are the same list (a test holds them equal).
+Values are parsed once, at start-up, and a bad value stops the process with a message
+naming the variable.
 """
 
 from __future__ import annotations

@@ -81,7 +81,8 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL: a commit survives a crash of the process (kill -9); only an
-        # operating-system crash or power loss can undo the last commits. See README.
+        # operating-system crash or power loss can undo the last commits. See
+        # docs/operations.md, "Durability".
         cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")

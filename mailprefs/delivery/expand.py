@@ -168,7 +168,7 @@ def analyze_outbox(session: Session) -> None:
     bulk. Without them both databases answer a claim by sorting the whole queue instead
     of walking the queue index for the first rows: at 100,000 queued rows a claim of 200
     took 30 ms instead of 2.7 ms on SQLite, 38 ms instead of 5 ms on PostgreSQL, and the
-    cost grows with the queue (README, "Performance")."""
+    cost grows with the queue (docs/performance-2026-11.md)."""
     if session.get_bind().dialect.name == "sqlite":
         # Sampled, so it stays a few milliseconds however large the table.
         session.execute(text("PRAGMA analysis_limit=1000"))

@@ -12,7 +12,7 @@ compiled once per dialect (`_Compiled`), and run on a DBAPI connection of their 
 with the transaction begun and committed directly (`BEGIN IMMEDIATE` on SQLite, as
 `mailprefs.db` does for every write). Through SQLAlchemy's execution layer the same
 transaction cost about three times as much CPU as SQLite itself takes for it, which
-showed in the messages a worker sends per second (README, "Performance").
+showed in the messages a worker sends per second (docs/performance-2026-11.md).
 """
 
 from __future__ import annotations

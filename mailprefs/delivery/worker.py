@@ -8,9 +8,9 @@ expires; every other row is either marked or still queued. SMTP gives no way to 
 better: the server may accept a message and the connection die before we hear it.
 
 Per message that is one transaction of three small statements (`sendtx`), kept lean
-enough that the database costs a fraction of what the SMTP exchange does (README,
-"Performance"). Rare outcomes (a retry, a failure) are recorded in a transaction of their
-own, committed before the next row's.
+enough that the database costs a fraction of what the SMTP exchange does
+(docs/performance-2026-11.md). Rare outcomes (a retry, a failure) are recorded in a
+transaction of their own, committed before the next row's.
 """
 
 from __future__ import annotations

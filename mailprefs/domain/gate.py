@@ -28,7 +28,8 @@ from mailprefs.domain.models import (
     TopicSubscription,
 )
 
-# The stable reasons of API.md (plus `suppressed_manual`, for staff-added suppressions).
+# The stable reasons the API reports (docs/api.md, "Campaigns"), plus `suppressed_manual`
+# for staff-added suppressions.
 NO_CONSENT = "no_consent"
 PENDING_CONFIRMATION = "pending_confirmation"
 OPTED_OUT = "opted_out"

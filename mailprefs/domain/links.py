@@ -247,7 +247,7 @@ class _Prepared:
     The SQL is what SQLAlchemy itself would send, and every value goes through its
     column type's `bind_processor` (UTC datetimes, JSON, enums), so the rows are the
     same; what is skipped is SQLAlchemy's per-execution bookkeeping, ~35 us a
-    statement, a large part of the one-click request (see README, "Recipient pages").
+    statement, a large part of the one-click request (see docs/recipient-pages.md).
     """
 
     def __init__(self, statement: Any, dialect: Any) -> None:

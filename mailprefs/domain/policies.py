@@ -1,4 +1,4 @@
-"""Policy versions and their notices (invariant 9).
+"""Policy versions and their notices (invariant 9 of docs/architecture.md).
 
 Announcing a version records it and creates its notice: a campaign of kind `policy` on
 the administrative topic `policy`, scheduled at `announce_at`, so it leaves through the

@@ -1,4 +1,4 @@
-"""The campaigns and messages API of API.md, against a real SMTP server."""
+"""The campaigns and messages API (docs/api.md), against a real SMTP server."""
 
 from __future__ import annotations
 

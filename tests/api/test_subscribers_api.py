@@ -1,4 +1,4 @@
-"""The subscriber API of API.md: create, read, consents, erase, export; least access."""
+"""The subscriber API (docs/api.md): create, read, consents, erase, export; least access."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The benchmarks run and report: each one, in --quick mode, prints its figures.
 
-Speed itself lives in `make bench` (README, "Performance"), not here: on a shared
+Speed itself lives in `make bench` (docs/testing.md, "Benchmarks"), not here: on a shared
 machine a timing assertion would only measure the neighbours. This checks that every
 benchmark still runs end to end and prints its figures, so `make bench` cannot rot.
 """

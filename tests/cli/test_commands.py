@@ -1,4 +1,5 @@
-"""The CLI of API.md: keys printed once on the last line, logins, rebuild-consent, seeding."""
+"""The CLI (docs/operations.md, "Commands"): keys printed once on the last line, logins,
+rebuild-consent, seeding."""
 
 from __future__ import annotations
 
