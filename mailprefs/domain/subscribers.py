@@ -22,6 +22,7 @@ from mailprefs.domain.models import (
     SuppressionReason,
     Topic,
 )
+from mailprefs.domain.numbers import NON_FINITE_DETAIL, first_non_finite
 from mailprefs.domain.outbox_models import BounceEvent, Complaint, Delivery
 from mailprefs.domain.topics import get_topic
 
@@ -40,6 +41,14 @@ class ConsentRequest:
 
 def age_in_years(born: date, today: date) -> int:
     return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+def check_attributes(attributes: dict[str, Any]) -> None:
+    """Refuse a NaN or infinity anywhere in the attributes, whichever door they came in
+    by (API, import, pages): one such row would break audience queries for everyone."""
+    where = first_non_finite(attributes, "attributes")
+    if where is not None:
+        raise Invalid.field(where, NON_FINITE_DETAIL)
 
 
 def check_age(attributes: dict[str, Any], today: date) -> None:
@@ -112,6 +121,7 @@ def register(
     """
     address = normalise(email)
     attributes = dict(attributes or {})
+    check_attributes(attributes)
     check_age(attributes, clock.now().date())
     hashed = address_hash(address, hash_key)
     blocking = suppression.active(session, hashed)
