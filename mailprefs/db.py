@@ -29,7 +29,17 @@ NAMING_CONVENTION = {
 
 
 # Tables whose rows erasure blanks (see domain.subscribers.erase).
-ERASURE_TABLES = ("subscribers", "consent_events", "deliveries", "bounce_events", "complaints")
+ERASURE_TABLES = (
+    "subscribers",
+    "consent_events",
+    "deliveries",
+    "bounce_events",
+    "complaints",
+    "suppressions",
+    "audit_log",
+    "idempotency_records",
+    "campaigns",
+)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailprefs import clock
-from mailprefs.domain import audit, confirmations, consent, policies, suppression
+from mailprefs.domain import audit, confirmations, consent, erasure, policies, suppression
 from mailprefs.domain.addresses import address_hash, normalise
 from mailprefs.domain.consent import Evidence
 from mailprefs.domain.errors import Conflict, Gone, Invalid, NotFound
@@ -225,21 +225,13 @@ def erase(
         ConsentAction.ERASE,
         Evidence(source="staff", actor=actor, context={"reason": reason}),
     )
+    if subscriber.email:
+        # Free text that may quote the address (relay answers, diagnostics, notes, audit
+        # details, stored answers) is blanked or redacted everywhere.
+        erasure.forget(session, subscriber.email, subscriber_id=subscriber.id, email_hash=hashed)
     subscriber.email = None
     subscriber.email_hash = None
     subscriber.attributes = {}
-    # Free text that may quote the address (SMTP answers, diagnostics, notes).
-    session.execute(
-        update(Delivery).where(Delivery.subscriber_id == subscriber.id).values(last_error=None)
-    )
-    session.execute(
-        update(BounceEvent)
-        .where(BounceEvent.subscriber_id == subscriber.id)
-        .values(diagnostic=None)
-    )
-    session.execute(
-        update(Complaint).where(Complaint.subscriber_id == subscriber.id).values(detail=None)
-    )
     audit.record(
         session,
         actor,
