@@ -113,11 +113,14 @@ def register(
     consents: list[ConsentRequest],
     hash_key: str,
     evidence: Evidence,
+    reopen: bool = False,
 ) -> tuple[Subscriber, bool]:
     """Register a person (or re-register one), apply their consents. Returns (person, new?).
 
     Everything is checked before anything is written, so a refusal stores nothing.
-    Re-registering a deactivated person reactivates the account: the only way back in.
+    A person who closed their account (opted out entirely) must re-register themselves
+    (invariant 5): only a path acting for the person passes `reopen=True` (a registration
+    they confirmed); for anyone else, a key included, it is a Conflict and nothing changes.
     """
     address = normalise(email)
     attributes = dict(attributes or {})
@@ -135,6 +138,11 @@ def register(
     ]
     now = clock.now()
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email_hash == hashed))
+    if subscriber is not None and subscriber.status == SubscriberStatus.DEACTIVATED and not reopen:
+        raise Conflict(
+            "this person closed their account; only they can reopen it, by a registration "
+            "they confirm themselves"
+        )
     created = subscriber is None
     reactivated = False
     if created:

@@ -54,8 +54,9 @@ def _hash_key() -> str:
     "/subscribers",
     "POST",
     summary="Register a subscriber with consent evidence",
-    description="201 when created, 200 when the address was known (re-registering a "
-    "deactivated person reactivates them). An erased address answers 409 and stores "
+    description="201 when created, 200 when the address was known. A person who closed "
+    "their account (opted out entirely) answers 409: a key alone never reopens it, only "
+    "the person can. An erased address answers 409 and stores "
     "nothing; an intake showing an age under 13 answers 422 and stores nothing.",
     roles=MARKETING_OR_OPS,
     body=SubscriberIn,
