@@ -40,6 +40,12 @@ from mailprefs.domain.outbox_models import (
     Delivery,
 )
 
+# Events per request (JSON) and recipients per raw report: what one request may write.
+MAX_EVENTS = 500
+# Events written per transaction: a big report must not hold SQLite's one write lock
+# (and the one-click unsubscribes queued behind it) for long.
+EVENTS_PER_TRANSACTION = 100
+
 # An event dated this far ahead of our clock is refused (clocks drift; not by hours).
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 
@@ -75,6 +81,17 @@ class Outcome:
         return dict(vars(self))
 
 
+def check(events: list[Event]) -> None:
+    """Invalid unless every event may be recorded: at most MAX_EVENTS, none dated in the
+    future. Checked before anything is written, so a refusal stores nothing."""
+    if len(events) > MAX_EVENTS:
+        raise Invalid.field("body", f"at most {MAX_EVENTS} recipients per request; split it")
+    now = clock.now()
+    for i, event in enumerate(events):
+        if event.at is not None and event.at > now + MAX_CLOCK_SKEW:
+            raise Invalid.field(f"events.{i}.at", "an event cannot have happened in the future")
+
+
 def ingest(
     session: Session,
     events: list[Event],
@@ -85,10 +102,7 @@ def ingest(
 ) -> Outcome:
     """Record every event; the caller commits. Invalid (nothing stored) if any event is
     dated in the future."""
-    now = clock.now()
-    for i, event in enumerate(events):
-        if event.at is not None and event.at > now + MAX_CLOCK_SKEW:
-            raise Invalid.field(f"events.{i}.at", "an event cannot have happened in the future")
+    check(events)
     outcome = Outcome()
     for event in events:
         if event.type not in ("bounce", "complaint"):
