@@ -187,6 +187,9 @@ def _check_str_method(owner: str, name: str, args: tuple[Any, ...], kwargs: Any)
         _sized(_joined_size(list(first), owner))
 
 
+_TOO_DEEP = "nested too deeply (parentheses, blocks or filters): flatten the template"
+
+
 class TemplateInvalid(Exception):
     """A template that cannot be used: syntax, a sandbox refusal, a render-time error."""
 
@@ -447,6 +450,14 @@ class _Field:
         if not isinstance(source, str):
             raise TemplateInvalid(name, "must be a string")
         try:
+            self._compile(name, source, env)
+        except (RecursionError, SyntaxError):
+            # Python's own limits (recursion, nested blocks, parentheses), reached while
+            # parsing, checking or compiling the template.
+            raise TemplateInvalid(name, _TOO_DEEP) from None
+
+    def _compile(self, name: str, source: str, env: _Sandbox) -> None:
+        try:
             tree = env.parse(source)
         except TemplateSyntaxError as exc:
             raise TemplateInvalid(name, f"line {exc.lineno}: {exc.message}") from None
@@ -542,7 +553,7 @@ def placeholder_attributes(subject: str, text: str, html: str | None = None) -> 
             continue
         try:
             names |= meta.find_undeclared_variables(_PLAIN.parse(source))
-        except TemplateSyntaxError:
+        except (TemplateSyntaxError, RecursionError):
             continue
     return {name: f"[{name}]" for name in sorted(names - set(RESERVED_NAMES))}
 
