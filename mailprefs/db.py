@@ -8,6 +8,7 @@ SQLITE_BUSY instead of waiting. WAL lets readers run beside the one writer.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -28,7 +29,17 @@ NAMING_CONVENTION = {
 
 
 # Tables whose rows erasure blanks (see domain.subscribers.erase).
-ERASURE_TABLES = ("subscribers", "consent_events", "deliveries", "bounce_events", "complaints")
+ERASURE_TABLES = (
+    "subscribers",
+    "consent_events",
+    "deliveries",
+    "bounce_events",
+    "complaints",
+    "suppressions",
+    "audit_log",
+    "idempotency_records",
+    "campaigns",
+)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -58,16 +69,30 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
 
 
+def _json_dumps(value: Any) -> str:
+    # NaN and infinities are not JSON: refused here as a last line, so that no code path
+    # can store a document that later breaks every query reading it.
+    return json.dumps(value, allow_nan=False)
+
+
 def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL", echo: bool = False) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
             echo=echo,
             connect_args={"timeout": 30, "check_same_thread": False},
+            json_serializer=_json_dumps,
         )
         _configure_sqlite(engine, sqlite_synchronous)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(
+        url,
+        echo=echo,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        json_serializer=_json_dumps,
+    )
 
 
 def _configure_sqlite(engine: Engine, synchronous: str) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, g
 from flask_limiter import Limiter
 from flask_login import LoginManager
 from flask_mail import Mail
@@ -16,12 +14,10 @@ from mailprefs.domain.tokens import TokenService
 
 
 def _rate_limit_identity() -> str:
-    # Per API key (by a digest: the key itself is never kept in memory stores);
-    # requests without a key are counted per client address.
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        return "key:" + hashlib.sha256(header[7:].encode()).hexdigest()[:24]
-    return "ip:" + (request.remote_addr or "unknown")
+    # Per authenticated key, else per client address (issue 13 finding 5).
+    from mailprefs.web.api.auth import rate_limit_identity
+
+    return rate_limit_identity()
 
 
 mail = Mail()

@@ -21,11 +21,9 @@ from sqlalchemy import literal_column, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from mailprefs.domain import suppression
-from mailprefs.domain.models import SuppressionReason
+from mailprefs.domain import bounces
+from mailprefs.domain.addresses import redact
 from mailprefs.domain.outbox_models import (
-    BounceEvent,
-    BounceKind,
     Campaign,
     CampaignStatus,
     Delivery,
@@ -163,35 +161,27 @@ def mark_permanent_failure(
     recipient_refused: bool,
     email_hash: str | None,
     now: datetime,
+    address: str | None = None,
 ) -> None:
-    """5xx: the row fails for good; a refused recipient goes on the suppression list."""
+    """5xx: the row fails for good; a refused recipient is a hard bounce, recorded (and
+    suppressed) by `domain.bounces`, which redacts the address out of the relay's answer."""
     _finish(
         session,
         item.id,
         DeliveryStatus.FAILED,
         reason="rejected_recipient" if recipient_refused else "rejected_message",
         attempts=item.attempts + 1,
-        last_error=error[:512],
+        last_error=(redact(error, address, limit=512) if address else error[:512]),
     )
-    if recipient_refused and email_hash:
-        suppression.add(
+    if recipient_refused and email_hash and address:
+        bounces.record_refusal(
             session,
-            email_hash,
-            SuppressionReason.BOUNCE,
-            source="smtp",
-            evidence={"delivery": item.id, "diagnostic": error[:200]},
-        )
-        session.add(
-            BounceEvent(
-                email_hash=email_hash,
-                subscriber_id=item.subscriber_id,
-                kind=BounceKind.HARD,
-                source="smtp",
-                diagnostic=error[:1000],
-                delivery_id=item.id,
-                occurred_at=now,
-                recorded_at=now,
-            )
+            address=address,
+            email_hash=email_hash,
+            subscriber_id=item.subscriber_id,
+            delivery_id=item.id,
+            diagnostic=error,
+            now=now,
         )
 
 

@@ -41,7 +41,7 @@ from mailprefs.delivery.transport import (
 )
 from mailprefs.delivery.types import CampaignInfo, RecipientInfo
 from mailprefs.domain import campaigns as campaign_rules
-from mailprefs.domain.addresses import address_hash
+from mailprefs.domain.addresses import address_hash, redact
 from mailprefs.domain.outbox_models import Campaign
 from mailprefs.domain.templating import TemplateInvalid
 from mailprefs.extensions import get_db, get_tokens
@@ -80,6 +80,7 @@ class _Outcome:
     error: str = ""
     recipient_refused: bool = False
     email_hash: str | None = None
+    address: str | None = None  # to redact it out of what is stored, never stored itself
     relay_failed: bool = False
 
 
@@ -260,12 +261,15 @@ class Worker:
         except (ValueError, TemplateInvalid) as exc:
             # This person's data cannot make a valid message (an address that needs
             # SMTPUTF8, a template failing on their attributes): fail the row, not the batch.
-            return _Outcome(item, "permanent", error=f"cannot build the message: {exc}")
+            error = redact(f"cannot build the message: {exc}", recipient.email)
+            return _Outcome(item, "permanent", error=error or "")
         self._throttle()
         try:
             self.transport.send(decision, message)
         except TemporaryFailure as exc:
-            return _Outcome(item, "retry", error=str(exc), relay_failed=exc.connection)
+            # Relays quote the recipient: its answer is stored without the address.
+            error = redact(str(exc), recipient.email) or ""
+            return _Outcome(item, "retry", error=error, relay_failed=exc.connection)
         except PermanentFailure as exc:
             return _Outcome(
                 item,
@@ -273,6 +277,7 @@ class Worker:
                 error=str(exc),
                 recipient_refused=exc.recipient,
                 email_hash=address_hash(recipient.email, self.hash_key),
+                address=recipient.email,
             )
         return _Outcome(item, "sent", message_id=message.message_id)
 
@@ -306,6 +311,7 @@ class Worker:
                 recipient_refused=outcome.recipient_refused,
                 email_hash=outcome.email_hash,
                 now=now,
+                address=outcome.address,
             )
         summary.failed += 1
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import re
 
+import idna
 from email_validator import EmailNotValidError, validate_email
 
 from mailprefs.domain.errors import Invalid
@@ -39,3 +42,49 @@ def mask(address: str | None) -> str:
     name, dot, tld = domain.rpartition(".")
     shown_domain = (name[:1] + "***" + dot + tld) if name else domain
     return f"{shown_local}@{shown_domain}"
+
+
+REDACTED = "<recipient>"
+
+
+def forms(address: str) -> set[str]:
+    """Every spelling of an address that a relay, a report or a person may quote: as
+    given and normalised, with its domain in Unicode and in IDNA (punycode) form."""
+    address = address.strip().lower()
+    local, _, domain = address.rpartition("@")
+    if not local:
+        return {address} if address else set()
+    domains = {domain}
+    with contextlib.suppress(idna.IDNAError, UnicodeError, ValueError):
+        domains.add(idna.encode(domain, uts46=True).decode("ascii").lower())
+    with contextlib.suppress(idna.IDNAError, UnicodeError, ValueError):
+        domains.add(idna.decode(domain).lower())
+    return {f"{local}@{d}" for d in domains if d}
+
+
+def redact(text: str | None, address: str, *, limit: int = 1000) -> str | None:
+    """`text` without `address` in any of its `forms()`, nor its local part on its own.
+
+    A local part of 3 characters or more goes wherever it stands as a word. A shorter
+    one (`jo`, `a`) would also match ordinary words, so it goes where a mail system
+    quotes it: before `@` with any domain spelling, in `<jo>` or quotes, or as
+    `jo... User unknown` (sendmail) and `user jo` (Postfix, Exim).
+    """
+    if not text:
+        return None
+    for form in sorted(forms(address), key=len, reverse=True):
+        text = re.sub(re.escape(form), REDACTED, text, flags=re.IGNORECASE)
+    local = address.strip().lower().rpartition("@")[0]
+    if local:
+        quoted = re.escape(local)
+        if len(local) >= 3:
+            pattern = rf"(?<![\w.+-]){quoted}(?![\w+-]|\.\w)"
+        else:
+            pattern = (
+                rf"(?<![\w.+-]){quoted}@[^\s<>\"'(),;]+"
+                rf"|(?<=[<\"'`(]){quoted}(?=[>\"'`)])"
+                rf"|(?<![\w.+-]){quoted}(?=\.\.\.)"
+                rf"|(?<=\buser ){quoted}(?![\w.+-])"
+            )
+        text = re.sub(pattern, REDACTED, text, flags=re.IGNORECASE)
+    return text[:limit]

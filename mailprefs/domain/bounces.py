@@ -8,12 +8,16 @@ complaint as its source, an item in the queue). Every bounce is a `BounceEvent` 
 
 Addresses nobody registered are recorded by their hash all the same: the address is
 suppressed before anyone registers it. Diagnostics often quote the address; it is
-replaced by `<recipient>` before anything is stored, so no free text keeps it.
+replaced by `<recipient>` (`addresses.redact`, every spelling) before anything is
+stored, so no free text keeps it.
+
+This module is the only writer of bounce facts (BounceEvent rows and bounce
+suppressions): reports that arrive later (`ingest`) and refusals at send time
+(`record_refusal`, called by the outbox) alike.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from mailprefs import clock
 from mailprefs.domain import client_time, complaints, suppression
-from mailprefs.domain.addresses import address_hash, normalise
+from mailprefs.domain.addresses import address_hash, normalise, redact
 from mailprefs.domain.consent import Evidence
 from mailprefs.domain.errors import Invalid
 from mailprefs.domain.models import Subscriber, Suppression, SuppressionReason
@@ -35,6 +39,12 @@ from mailprefs.domain.outbox_models import (
     ComplaintStatus,
     Delivery,
 )
+
+# Events per request (JSON) and recipients per raw report: what one request may write.
+MAX_EVENTS = 500
+# Events written per transaction: a big report must not hold SQLite's one write lock
+# (and the one-click unsubscribes queued behind it) for long.
+EVENTS_PER_TRANSACTION = 100
 
 
 @dataclass(frozen=True)
@@ -68,15 +78,17 @@ class Outcome:
         return dict(vars(self))
 
 
-def redact(text: str | None, address: str) -> str | None:
-    """The diagnostic without the address (and without its local part on its own)."""
-    if not text:
-        return None
-    local = address.partition("@")[0]
-    text = re.sub(re.escape(address), "<recipient>", text, flags=re.IGNORECASE)
-    if len(local) >= 3:
-        text = re.sub(rf"\b{re.escape(local)}\b", "<recipient>", text, flags=re.IGNORECASE)
-    return text[:1000]
+def check(events: list[Event]) -> None:
+    """Invalid unless every event may be recorded: at most MAX_EVENTS, none dated in the
+    future. Checked before anything is written, so a refusal stores nothing."""
+    if len(events) > MAX_EVENTS:
+        raise Invalid.field("body", f"at most {MAX_EVENTS} recipients per request; split it")
+    now = clock.now()
+    for i, event in enumerate(events):
+        if event.at is not None:
+            client_time.happened(
+                event.at, now, f"events.{i}.at", "an event cannot have happened in the future"
+            )
 
 
 def ingest(
@@ -89,12 +101,7 @@ def ingest(
 ) -> Outcome:
     """Record every event; the caller commits. Invalid (nothing stored) if any event is
     dated in the future."""
-    now = clock.now()
-    for i, event in enumerate(events):
-        if event.at is not None:
-            client_time.happened(
-                event.at, now, f"events.{i}.at", "an event cannot have happened in the future"
-            )
+    check(events)
     outcome = Outcome()
     for event in events:
         if event.type not in ("bounce", "complaint"):
@@ -158,6 +165,36 @@ def _bounce(
         }
         if _suppress(session, email_hash, event.source, evidence):
             outcome.suppressed += 1
+
+
+def record_refusal(
+    session: Session,
+    *,
+    address: str,
+    email_hash: str,
+    subscriber_id: int | None,
+    delivery_id: int,
+    diagnostic: str,
+    now: datetime,
+) -> BounceEvent:
+    """A relay refused the recipient with a 5xx at send time: a hard bounce, recorded and
+    suppressed like a reported one, the relay's answer redacted first."""
+    text = redact(diagnostic, address)
+    row = BounceEvent(
+        email_hash=email_hash,
+        subscriber_id=subscriber_id,
+        kind=BounceKind.HARD,
+        source="smtp",
+        diagnostic=text,
+        delivery_id=delivery_id,
+        occurred_at=now,
+        recorded_at=now,
+    )
+    session.add(row)
+    session.flush()
+    evidence = {"delivery": delivery_id, "bounce_event": row.id, "diagnostic": (text or "")[:200]}
+    _suppress(session, email_hash, "smtp", evidence)
+    return row
 
 
 def soft_bounces_counted(session: Session, email_hash: str, days: int) -> int:

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from mailprefs import clock
 from mailprefs.domain import audit, client_time, gate
-from mailprefs.domain.errors import Conflict, Invalid, NotFound
-from mailprefs.domain.models import Subscriber, Topic
+from mailprefs.domain.errors import Conflict, Forbidden, Invalid, NotFound
+from mailprefs.domain.models import Subscriber, Topic, TopicKind
 from mailprefs.domain.outbox_models import (
     PRIORITY,
     Campaign,
@@ -31,6 +31,22 @@ from mailprefs.domain.templating import TemplateInvalid, validate
 
 S = CampaignStatus
 MAX_AUDIENCE_ATTRIBUTES = 20
+
+
+# Who may act on a campaign (create, read, preview, test, schedule, pause, cancel...)
+# depends on its topic's kind: administrative mail reaches every registered person and
+# cannot be opted out of, so only staff keys may touch it (issue 13 finding 2).
+MAY_ACT = {
+    TopicKind.MARKETING: frozenset({"marketing", "ops", "admin"}),
+    TopicKind.ADMINISTRATIVE: frozenset({"ops", "admin"}),
+}
+
+
+def authorize(role: str | None, topic: Topic) -> None:
+    """Raise Forbidden unless `role` may act on campaigns of `topic`: the one check every
+    campaign action goes through."""
+    if role not in MAY_ACT[topic.kind]:
+        raise Forbidden(f"a {role} key may not act on campaigns of {topic.kind} topics")
 
 
 def check_send_at(send_at: datetime | None, now: datetime) -> datetime | None:

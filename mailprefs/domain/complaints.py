@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from mailprefs import clock
 from mailprefs.domain import audit, consent, suppression
+from mailprefs.domain.addresses import redact
 from mailprefs.domain.consent import Evidence
 from mailprefs.domain.errors import Conflict, Invalid, NotFound
 from mailprefs.domain.models import Subscriber, SubscriberStatus, SuppressionReason
@@ -38,7 +39,10 @@ def report(
         email_hash=email_hash,
         source=source,
         campaign_id=campaign.id if campaign else None,
-        detail=(detail or None) and detail[:5000],
+        # A person reporting may quote their own address: it is not kept.
+        detail=redact(detail, subscriber.email, limit=5000)
+        if detail and subscriber is not None and subscriber.email
+        else (detail or None) and detail[:5000],
         status=ComplaintStatus.OPEN,
         created_at=clock.now(),
     )

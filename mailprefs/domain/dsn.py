@@ -54,7 +54,25 @@ def clean(text: str | None, limit: int = 1000) -> str | None:
 
 def parse(raw: bytes) -> list[Report]:
     """The reports in a raw message; Invalid if it is neither a DSN, an ARF report nor a
-    bounce flufl.bounce recognises."""
+    bounce flufl.bounce recognises, or is nested too deeply to read."""
+    try:
+        return _parse(raw)
+    except RecursionError:
+        # A multipart nested thousands deep: the email package recurses per level.
+        raise Invalid.field("body", "the message is nested too deeply to read") from None
+
+
+def _failures(message: Message) -> tuple[set[bytes], set[bytes]]:
+    """flufl.bounce's (temporary, permanent) addresses; none when one of its detectors
+    trips over a message it was not written for (a bare `Subject: hi` raises IndexError
+    inside it)."""
+    try:
+        return all_failures(message)
+    except (IndexError, KeyError, ValueError, TypeError, AttributeError, UnicodeError):
+        return set(), set()
+
+
+def _parse(raw: bytes) -> list[Report]:
     if not raw.strip():
         raise Invalid.field("body", "the message is empty")
     message = email.message_from_bytes(raw, policy=email.policy.compat32)
@@ -77,7 +95,7 @@ def parse(raw: bytes) -> list[Report]:
 
 
 def _delivery_reports(message: Message) -> list[Report]:
-    temporary, permanent = all_failures(message)
+    temporary, permanent = _failures(message)
     fields = _recipient_fields(message)
     # When it bounced: the recipient's last attempt, else the report's date.
     reported = _date(message.get("Date")) or _date(_dsn_per_message(message).get("Arrival-Date"))

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailprefs import clock
-from mailprefs.domain import audit, confirmations, consent, policies, suppression
+from mailprefs.domain import audit, confirmations, consent, erasure, policies, suppression
 from mailprefs.domain.addresses import address_hash, normalise
 from mailprefs.domain.consent import Evidence
 from mailprefs.domain.errors import Conflict, Gone, Invalid, NotFound
@@ -22,6 +22,7 @@ from mailprefs.domain.models import (
     SuppressionReason,
     Topic,
 )
+from mailprefs.domain.numbers import NON_FINITE_DETAIL, first_non_finite
 from mailprefs.domain.outbox_models import BounceEvent, Complaint, Delivery
 from mailprefs.domain.topics import get_topic
 
@@ -40,6 +41,14 @@ class ConsentRequest:
 
 def age_in_years(born: date, today: date) -> int:
     return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+def check_attributes(attributes: dict[str, Any]) -> None:
+    """Refuse a NaN or infinity anywhere in the attributes, whichever door they came in
+    by (API, import, pages): one such row would break audience queries for everyone."""
+    where = first_non_finite(attributes, "attributes")
+    if where is not None:
+        raise Invalid.field(where, NON_FINITE_DETAIL)
 
 
 def check_age(attributes: dict[str, Any], today: date) -> None:
@@ -104,14 +113,18 @@ def register(
     consents: list[ConsentRequest],
     hash_key: str,
     evidence: Evidence,
+    reopen: bool = False,
 ) -> tuple[Subscriber, bool]:
     """Register a person (or re-register one), apply their consents. Returns (person, new?).
 
     Everything is checked before anything is written, so a refusal stores nothing.
-    Re-registering a deactivated person reactivates the account: the only way back in.
+    A person who closed their account (opted out entirely) must re-register themselves
+    (invariant 5): only a path acting for the person passes `reopen=True` (a registration
+    they confirmed); for anyone else, a key included, it is a Conflict and nothing changes.
     """
     address = normalise(email)
     attributes = dict(attributes or {})
+    check_attributes(attributes)
     check_age(attributes, clock.now().date())
     hashed = address_hash(address, hash_key)
     blocking = suppression.active(session, hashed)
@@ -125,6 +138,11 @@ def register(
     ]
     now = clock.now()
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email_hash == hashed))
+    if subscriber is not None and subscriber.status == SubscriberStatus.DEACTIVATED and not reopen:
+        raise Conflict(
+            "this person closed their account; only they can reopen it, by a registration "
+            "they confirm themselves"
+        )
     created = subscriber is None
     reactivated = False
     if created:
@@ -215,21 +233,13 @@ def erase(
         ConsentAction.ERASE,
         Evidence(source="staff", actor=actor, context={"reason": reason}),
     )
+    if subscriber.email:
+        # Free text that may quote the address (relay answers, diagnostics, notes, audit
+        # details, stored answers) is blanked or redacted everywhere.
+        erasure.forget(session, subscriber.email, subscriber_id=subscriber.id, email_hash=hashed)
     subscriber.email = None
     subscriber.email_hash = None
     subscriber.attributes = {}
-    # Free text that may quote the address (SMTP answers, diagnostics, notes).
-    session.execute(
-        update(Delivery).where(Delivery.subscriber_id == subscriber.id).values(last_error=None)
-    )
-    session.execute(
-        update(BounceEvent)
-        .where(BounceEvent.subscriber_id == subscriber.id)
-        .values(diagnostic=None)
-    )
-    session.execute(
-        update(Complaint).where(Complaint.subscriber_id == subscriber.id).values(detail=None)
-    )
     audit.record(
         session,
         actor,

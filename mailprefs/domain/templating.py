@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import functools
 import re
+import string
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from jinja2 import (
@@ -30,9 +32,13 @@ from jinja2 import (
     TemplateSyntaxError,
     UndefinedError,
     meta,
+    pass_environment,
+    pass_eval_context,
     select_autoescape,
 )
+from jinja2 import filters as jfilters
 from jinja2 import nodes as jnodes
+from jinja2.runtime import markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from markupsafe import escape
 
@@ -70,6 +76,128 @@ _MAX_ITERATIONS = 10_000
 # The per-render counter each {% for %} is rewritten to pass its items through; a name
 # templates may not use (refused at compile), set by _capped above any attribute.
 _LOOP_COUNTER = "_mailprefs_loop_items"
+# Every string-producing operation (`~`, `+`, `*`, `%`, format, replace, center, join,
+# indent, wordwrap, str methods) is checked for the size of its result before it runs:
+# none may build more than _MAX_OUTPUT characters. What they build in one render counts
+# against _MAX_WORK; wordwrap, slow per character, counts _WRAP_COST per character read.
+_MAX_WORK = 20_000_000
+_WRAP_COST = 200
+_CONCAT = "_mailprefs_concat"  # what each `a ~ b` is rewritten to call
+_work: ContextVar[list[int] | None] = ContextVar("mailprefs_template_work", default=None)
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+
+
+def _sized(size: int, work: int | None = None) -> None:
+    """Refuse a result of `size` characters before it is built; spend `work`."""
+    if size > _MAX_OUTPUT:
+        raise SecurityError(f"a string of more than {_MAX_OUTPUT} characters")
+    left = _work.get()
+    if left is not None:
+        left[0] -= size if work is None else work
+        if left[0] < 0:
+            raise SecurityError("too much string work for one message")
+
+
+def _replaced_size(text: str, old: str, new: str, count: Any = None) -> int:
+    times = text.count(old) if old else len(text) + 1
+    if isinstance(count, int) and count >= 0:
+        times = min(times, count)
+    return len(text) + times * max(0, len(new) - len(old))
+
+
+def _check_percent(template: str, args: Any) -> None:
+    """`"%10s" % x`: widths and precisions written out, never taken from the arguments."""
+    total = len(template)
+    for width, precision in _PERCENT_SPEC.findall(template):
+        if "*" in (width, precision):
+            raise SecurityError("a '*' width is not allowed")
+        total += int(width or 0) + int(precision or 0)
+    values = args if isinstance(args, tuple) else (args,)
+    _sized(total + sum(len(str(v)) for v in values))
+
+
+def _check_braces(template: str, args: Any, kwargs: Any) -> None:
+    """`"{:>10}".format(x)`: the same for str.format."""
+    total = len(template)
+    for _text, _name, spec, _conversion in string.Formatter().parse(template):
+        if spec and "{" in spec:
+            raise SecurityError("a width taken from an argument is not allowed")
+        total += sum(int(n) for n in re.findall(r"\d+", spec or ""))
+    values = list(args) + list(kwargs.values())
+    _sized(total + sum(len(str(v)) for v in values))
+
+
+def _joined_size(items: list[Any], separator: str) -> int:
+    return sum(len(str(i)) for i in items) + len(separator) * max(0, len(items) - 1)
+
+
+@pass_eval_context
+def _replace(eval_ctx: Any, s: Any, old: Any, new: Any, count: Any = None) -> Any:
+    _sized(_replaced_size(str(s), str(old), str(new), count))
+    return jfilters.do_replace(eval_ctx, s, old, new, count)
+
+
+def _center(value: Any, width: int = 80) -> str:
+    _sized(max(len(str(value)), int(width)))
+    return jfilters.do_center(value, width)
+
+
+@pass_environment
+def _wordwrap(environment: Any, s: Any, width: int = 79, *args: Any, **kwargs: Any) -> str:
+    text = str(s)
+    _sized(len(text) * 2, work=len(text) * _WRAP_COST)
+    return jfilters.do_wordwrap(environment, text, width, *args, **kwargs)
+
+
+@pass_eval_context
+def _join(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> str:
+    items = list(value)
+    if attribute is None:
+        _sized(_joined_size(items, str(d)))
+    result = jfilters.do_join(eval_ctx, items, d, attribute)
+    _sized(len(result), work=0)
+    return result
+
+
+def _format(value: Any, *args: Any, **kwargs: Any) -> str:
+    _check_percent(str(value), kwargs or args)
+    return jfilters.do_format(value, *args, **kwargs)
+
+
+def _indent(s: Any, width: Any = 4, first: bool = False, blank: bool = False) -> str:
+    text = str(s)
+    pad = len(width) if isinstance(width, str) else int(width)
+    _sized(len(text) + (text.count("\n") + 1) * pad)
+    return jfilters.do_indent(s, width, first, blank)
+
+
+_BOUNDED_FILTERS = {
+    "replace": _replace,
+    "center": _center,
+    "wordwrap": _wordwrap,
+    "join": _join,
+    "format": _format,
+    "indent": _indent,
+}
+
+
+def _check_str_method(owner: str, name: str, args: tuple[Any, ...], kwargs: Any) -> None:
+    """str methods that can grow a string, bounded as the filters are."""
+    first = args[0] if args else None
+    if name in ("center", "ljust", "rjust", "zfill") and isinstance(first, int):
+        _sized(max(len(owner), first))
+    elif name == "expandtabs":
+        size = first if isinstance(first, int) else kwargs.get("tabsize", 8)
+        _sized(len(owner) + owner.count("\t") * max(0, int(size)))
+    elif name == "replace" and len(args) >= 2:
+        _sized(_replaced_size(owner, str(args[0]), str(args[1]), args[2] if len(args) > 2 else -1))
+    elif name == "join":
+        if not isinstance(first, list | tuple | str):
+            raise SecurityError("join a list, not a generator")
+        _sized(_joined_size(list(first), owner))
+
+
+_TOO_DEEP = "nested too deeply (parentheses, blocks or filters): flatten the template"
 
 
 @functools.cache
@@ -96,7 +224,26 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox, stricter: an unsafe attribute raises instead of quietly
     rendering as an empty string, so the template is refused rather than half-sent."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str):
+            _check_str_method(owner, getattr(__obj, "__name__", ""), args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        template = value.__self__
+
+        def bounded(*args: Any, **kwargs: Any) -> Any:
+            mapping = args[0] if value.__name__ == "format_map" and args else {}
+            _check_braces(template, () if mapping else args, mapping or kwargs)
+            return wrapped(*args, **kwargs)
+
+        return bounded
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
         raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r}")
@@ -113,6 +260,14 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             bits = left.bit_length() + right.bit_length() if _big_int(left) else 0
             if _big_int(right) and bits > _MAX_INT_BITS:
                 raise SecurityError("number too large")
+            if isinstance(left, str | list | tuple) and isinstance(right, int):
+                _sized(len(left) * right)
+            elif isinstance(right, str | list | tuple) and isinstance(left, int):
+                _sized(len(right) * left)
+        elif operator == "%" and isinstance(left, str):
+            _check_percent(left, right)
+        elif operator == "+" and isinstance(left, str | list | tuple) and hasattr(right, "__len__"):
+            _sized(len(left) + len(right))
         elif operator == "**" and isinstance(right, int | float):
             base_bits = left.bit_length() if _big_int(left) else 64
             if abs(right) > _MAX_EXPONENT or base_bits * abs(right) > _MAX_INT_BITS:
@@ -129,6 +284,7 @@ def _environment(autoescape: bool) -> _Sandbox:
     # lipsum() writes arbitrary amounts of text and is the usual first step of template
     # injection payloads; nothing in a mail needs it.
     env.globals.pop("lipsum", None)
+    env.filters.update(_BOUNDED_FILTERS)
     return env
 
 
@@ -154,7 +310,7 @@ def _refuse_unsafe_nodes(field: str, tree: jnodes.Template) -> None:
         if node.recursive:
             raise TemplateInvalid(field, "recursive loops are not allowed in mail templates")
     for node in tree.find_all(jnodes.Name):
-        if node.name == _LOOP_COUNTER:
+        if node.name in (_LOOP_COUNTER, _CONCAT):
             raise TemplateInvalid(field, f"{node.name!r} is a reserved name")
     for node in tree.find_all(jnodes.Getattr):
         if node.attr.startswith("_"):
@@ -217,10 +373,33 @@ def _merge(pieces: list[tuple[Any, ...]], context: Mapping[str, Any], html: bool
 
 
 def _count_loop_items(tree: jnodes.Template) -> None:
-    """Rewrite every `{% for x in items %}` to `{% for x in <counter>(items) %}`."""
+    """Rewrite every `{% for x in items %}` to `{% for x in <counter>(items) %}`, and
+    every `a ~ b` to `<concat>(a, b)` (sized before it is built)."""
     for node in tree.find_all(jnodes.For):
         counter = jnodes.Name(_LOOP_COUNTER, "load", lineno=node.lineno)
         node.iter = jnodes.Call(counter, [node.iter], [], None, None, lineno=node.lineno)
+    for parent in list(tree.find_all(jnodes.Node)):
+        for field, child in parent.iter_fields():
+            if isinstance(child, jnodes.Concat):
+                setattr(parent, field, _concat_call(child))
+            elif isinstance(child, list):
+                child[:] = [_concat_call(c) if isinstance(c, jnodes.Concat) else c for c in child]
+
+
+def _concat_call(node: jnodes.Concat) -> jnodes.Call:
+    name = jnodes.Name(_CONCAT, "load", lineno=node.lineno)
+    # The same list: a Concat nested in it is rewritten in place when it is reached.
+    return jnodes.Call(name, node.nodes, [], None, None, lineno=node.lineno)
+
+
+def _concat(html: bool):
+    join = markup_join if html else str_join
+
+    def concat(*parts: Any) -> str:
+        _sized(sum(len(str(p)) for p in parts))
+        return join(parts)
+
+    return concat
 
 
 class _LoopBudget:
@@ -257,18 +436,28 @@ class _LoopBudget:
         return numbers
 
 
-def _capped(template: Any, context: Mapping[str, Any]) -> str:
-    """Render, refusing output beyond _MAX_OUTPUT (a loop can multiply a small template)
-    and loops beyond _MAX_ITERATIONS items in all."""
+def _capped(template: Any, context: Mapping[str, Any], html: bool = False) -> str:
+    """Render, refusing output beyond _MAX_OUTPUT (a loop can multiply a small template),
+    loops beyond _MAX_ITERATIONS items in all and string work beyond _MAX_WORK: each
+    message is bounded on its own (a recipient whose data makes it expensive fails alone)."""
     chunks = []
     size = 0
     budget = _LoopBudget()
-    names = {**context, _LOOP_COUNTER: budget.count, "range": budget.range}
-    for chunk in template.generate(names):
-        size += len(chunk)
-        if size > _MAX_OUTPUT:
-            raise SecurityError(f"output larger than {_MAX_OUTPUT} characters")
-        chunks.append(chunk)
+    names = {
+        **context,
+        _LOOP_COUNTER: budget.count,
+        "range": budget.range,
+        _CONCAT: _concat(html),
+    }
+    token = _work.set([_MAX_WORK])
+    try:
+        for chunk in template.generate(names):
+            size += len(chunk)
+            if size > _MAX_OUTPUT:
+                raise SecurityError(f"output larger than {_MAX_OUTPUT} characters")
+            chunks.append(chunk)
+    finally:
+        _work.reset(token)
     return "".join(chunks)
 
 
@@ -282,6 +471,14 @@ class _Field:
         if not isinstance(source, str):
             raise TemplateInvalid(name, "must be a string")
         try:
+            self._compile(name, source, env)
+        except (RecursionError, SyntaxError):
+            # Python's own limits (recursion, nested blocks, parentheses), reached while
+            # parsing, checking or compiling the template.
+            raise TemplateInvalid(name, _TOO_DEEP) from None
+
+    def _compile(self, name: str, source: str, env: _Sandbox) -> None:
+        try:
             tree = env.parse(source)
         except TemplateSyntaxError as exc:
             raise TemplateInvalid(name, f"line {exc.lineno}: {exc.message}") from None
@@ -294,7 +491,7 @@ class _Field:
         self.constant: str | None = None
         self.merge = _merge_pieces(tree, env)
         self.escape = env.autoescape is True
-        if not meta.find_undeclared_variables(tree) - {_LOOP_COUNTER}:
+        if not meta.find_undeclared_variables(tree) - {_LOOP_COUNTER, _CONCAT}:
             self.constant = self.render({})
 
     def render(self, context: Mapping[str, Any]) -> str:
@@ -303,7 +500,7 @@ class _Field:
         if self.merge is not None:
             return _merge(self.merge, context, self.escape)
         try:
-            return _capped(self.template, context)
+            return _capped(self.template, context, self.escape)
         except SecurityError as exc:
             raise TemplateInvalid(self.name, f"not allowed: {exc}") from None
         except Exception as exc:
@@ -377,7 +574,7 @@ def placeholder_attributes(subject: str, text: str, html: str | None = None) -> 
             continue
         try:
             names |= meta.find_undeclared_variables(_PLAIN.parse(source))
-        except TemplateSyntaxError:
+        except (TemplateSyntaxError, RecursionError):
             continue
     return {name: f"[{name}]" for name in sorted(names - set(RESERVED_NAMES))}
 
@@ -409,7 +606,7 @@ def validate(subject: str, text: str, html: str | None = None) -> None:
         fields.append(templates.html)
     for field in fields:
         try:
-            output = _capped(field.template, context)
+            output = _capped(field.template, context, field.escape)
         except UndefinedError:
             # Using a missing attribute in arithmetic or a call fails for a sample
             # recipient; real recipients may all have it. Not a safety matter.

@@ -7,11 +7,15 @@ confirmation links expire in hours.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 
 PURPOSES = ("unsubscribe", "preferences", "confirm")
+
+
+_ALPHABET = re.compile(r"[A-Za-z0-9_.\-]+")
 
 
 class TokenInvalid(Exception):
@@ -55,7 +59,9 @@ class TokenService:
 
     def load(self, purpose: str, token: str) -> dict[str, Any]:
         serializer = self._serializers[purpose]
-        if not token or len(token) > 1024:
+        # itsdangerous decodes leniently (a trailing non-ASCII letter still verified):
+        # anything outside its URL-safe alphabet is refused before it is read.
+        if not token or len(token) > 1024 or not _ALPHABET.fullmatch(token):
             raise TokenInvalid("malformed token")
         try:
             payload = serializer.loads(token, max_age=self._max_age[purpose])

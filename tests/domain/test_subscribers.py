@@ -88,8 +88,13 @@ def test_opting_out_entirely_deactivates_and_only_reregistering_opts_in_again(se
     assert consent.states(session, alice)["newsletter"] == TopicState.OPTED_OUT
     with pytest.raises(Conflict):
         consent.opt_in(session, alice, get_topic(session, "offers"), evidence())
+    with pytest.raises(Conflict):  # not by anyone else's registration (issue 13 #13)
+        register(session, "alice@example.com")
     again, created = register(
-        session, "alice@example.com", consents=[ConsentRequest("offers", evidence("web_form"))]
+        session,
+        "alice@example.com",
+        consents=[ConsentRequest("offers", evidence("web_form"))],
+        reopen=True,
     )
     assert not created and again.id == alice.id
     assert again.status == SubscriberStatus.ACTIVE

@@ -119,7 +119,8 @@ def test_a_notice_reaches_exactly_the_registered_active_people_once_and_newcomer
     worker.run_due()
     assert sorted(notices(sink)) == sorted(told)
 
-    # Mid-broadcast: a new registration, and a deactivated person registering again.
+    # Mid-broadcast: a new registration, and a deactivated person registering again
+    # (themselves: the only way back in).
     clock.advance(timedelta(days=3))
     with db.transaction() as s:
         person(s, "newcomer@example.com")
@@ -130,6 +131,7 @@ def test_a_notice_reaches_exactly_the_registered_active_people_once_and_newcomer
             consents=[],
             hash_key=HASH_KEY,
             evidence=evidence(),
+            reopen=True,
         )
     told += ["newcomer@example.com", "deactivated@example.com"]
     del not_told["deactivated@example.com"]

@@ -15,16 +15,43 @@ from mailprefs.domain.models import ApiKey, Role
 from mailprefs.extensions import db_session
 
 
-def authenticate(roles: tuple[str, ...]) -> ApiKey:
-    header = request.headers.get("Authorization", "")
-    scheme, _, presented = header.partition(" ")
+def _presented() -> str | None:
+    """The key in `Authorization: Bearer KEY` (scheme in any case, spaces around the key
+    ignored), or None."""
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
+        return None
+    return presented.strip()
+
+
+def current_key() -> ApiKey | None:
+    """The live key this request presents, looked up once per request."""
+    # Kept on the request (not on `g`, which may outlive it inside a longer app context).
+    cache = request.environ
+    if "mailprefs.api_key" not in cache:
+        presented = _presented()
+        found = apikeys.authenticate(db_session(), presented) if presented else None
+        cache["mailprefs.api_key"] = found
+    return cache["mailprefs.api_key"]
+
+
+def rate_limit_identity() -> str:
+    """Whom a rate limit counts: the authenticated key (by id), else the client address.
+    Never the raw header: a made-up or re-spaced key would buy a fresh budget."""
+    key = current_key() if request.headers.get("Authorization") else None
+    if key is not None:
+        return f"key:{key.id}"
+    return "ip:" + (request.remote_addr or "unknown")
+
+
+def authenticate(roles: tuple[str, ...]) -> ApiKey:
+    if _presented() is None:
         raise Unauthorized(
             "send an API key as 'Authorization: Bearer KEY'",
             www_authenticate=WWWAuthenticate("bearer"),
         )
     session = db_session()
-    key = apikeys.authenticate(session, presented.strip())
+    key = current_key()
     if key is None:
         raise Unauthorized(
             "the API key is unknown or revoked", www_authenticate=WWWAuthenticate("bearer")

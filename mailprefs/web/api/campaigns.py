@@ -9,8 +9,7 @@ from mailprefs.delivery.message import MessageBuilder, message_settings
 from mailprefs.delivery.transport import DeliveryError, transport_for
 from mailprefs.delivery.types import CampaignInfo, RecipientInfo
 from mailprefs.domain import addresses, campaigns, gate
-from mailprefs.domain.errors import Forbidden, Invalid
-from mailprefs.domain.models import TopicKind
+from mailprefs.domain.errors import Invalid
 from mailprefs.domain.outbox_models import Campaign
 from mailprefs.domain.templating import placeholder_attributes
 from mailprefs.domain.topics import get_topic
@@ -69,8 +68,7 @@ def campaign_out(call: Call, campaign: Campaign) -> CampaignOut:
 def create_campaign(call: Call):
     body: CampaignIn = call.body
     topic = get_topic(call.session, body.topic)
-    if topic.kind == TopicKind.ADMINISTRATIVE and call.role == "marketing":
-        raise Forbidden("marketing keys may not send on administrative topics")
+    campaigns.authorize(call.role, topic)
 
     def produce():
         campaign = campaigns.create(
@@ -89,7 +87,10 @@ def create_campaign(call: Call):
 
 
 def _get(call: Call, public_id: str) -> Campaign:
-    return campaigns.get(call.session, public_id)
+    """The campaign, once the caller's role may act on its topic (every action comes here)."""
+    campaign = campaigns.get(call.session, public_id)
+    campaigns.authorize(call.role, campaign.topic)
+    return campaign
 
 
 @api.route(
@@ -219,8 +220,11 @@ def _control(call: Call, public_id: str, action) -> tuple[int, CampaignOut]:
     tag="campaigns",
 )
 def schedule_campaign(call: Call, public_id: str):
-    send_at = campaigns.check_send_at(call.body.send_at, clock.now())
-    return _control(call, public_id, lambda s, c, a: campaigns.schedule(s, c, send_at, a))
+    def schedule(session, campaign, actor):
+        send_at = campaigns.check_send_at(call.body.send_at, clock.now())
+        campaigns.schedule(session, campaign, send_at, actor)
+
+    return _control(call, public_id, schedule)
 
 
 @api.route(

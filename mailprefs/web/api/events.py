@@ -46,8 +46,10 @@ BODY_DOC = (
     '`{"events": [{"type": "bounce", "bounce": "hard"|"soft", "email", "diagnostic"?, '
     '"at"?} or {"type": "complaint", "email", "at"?}]}` (1 to 500 events; `at` is ISO '
     "8601 with an offset). `message/rfc822`: one raw message, a delivery status "
-    "notification (RFC 3464, multipart/report; report-type=delivery-status) or an abuse "
-    "report (ARF, RFC 5965, report-type=feedback-report). A hard bounce suppresses the "
+    "notification (RFC 3464, multipart/report; report-type=delivery-status; at most 500 "
+    "recipients, else 422) or an abuse "
+    "report (ARF, RFC 5965, report-type=feedback-report). Events are written 100 to a "
+    "transaction. A hard bounce suppresses the "
     "address; soft bounces suppress it after MAILPREFS_SOFT_BOUNCE_LIMIT within "
     "MAILPREFS_SOFT_BOUNCE_DAYS days; a complaint suppresses marketing and opens a "
     "complaint to investigate. Delays (`Action: delayed`) and feedback other than "
@@ -73,7 +75,7 @@ class ComplaintIn(Strict):
 
 class EventsIn(Strict):
     events: list[Annotated[BounceIn | ComplaintIn, Field(discriminator="type")]] = Field(
-        min_length=1, max_length=500
+        min_length=1, max_length=bounces.MAX_EVENTS
     )
 
 
@@ -190,17 +192,26 @@ def receive_bounces(call: Call):
     config = current_app.config
     actor = call.actor if signature is None else "webhook"
 
+    bounces.check(events)  # all or nothing: refused before the first chunk is written
+
     def produce() -> tuple[int, EventsAccepted]:
-        outcome = bounces.ingest(
-            call.session,
-            events,
-            hash_key=config["MAILPREFS_HASH_KEY"],
-            thresholds=bounces.Thresholds(
-                config["MAILPREFS_SOFT_BOUNCE_LIMIT"], config["MAILPREFS_SOFT_BOUNCE_DAYS"]
-            ),
-            actor=actor,
-        )
-        return 202, EventsAccepted(**outcome.as_dict())
+        total = bounces.Outcome()
+        step = bounces.EVENTS_PER_TRANSACTION
+        for start in range(0, len(events), step):
+            if start:
+                call.session.commit()  # short transactions: others may write in between
+            outcome = bounces.ingest(
+                call.session,
+                events[start : start + step],
+                hash_key=config["MAILPREFS_HASH_KEY"],
+                thresholds=bounces.Thresholds(
+                    config["MAILPREFS_SOFT_BOUNCE_LIMIT"], config["MAILPREFS_SOFT_BOUNCE_DAYS"]
+                ),
+                actor=actor,
+            )
+            for name, value in outcome.as_dict().items():
+                setattr(total, name, getattr(total, name) + value)
+        return 202, EventsAccepted(**total.as_dict())
 
     if signature is None:
         return once(call, "events.bounces", produce)

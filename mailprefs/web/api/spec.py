@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from mailprefs.domain.models import ApiKey
+from mailprefs.domain.numbers import NON_FINITE_DETAIL, first_non_finite
 from mailprefs.web.api.auth import Call, authenticate
 from mailprefs.web.problems import problem
 
@@ -168,6 +169,15 @@ class Api:
                         status, errs = validation_errors(exc)
                         detail = "the body is not valid JSON" if status == 400 else None
                         return problem(status, detail or "invalid input", errors=errs)
+                    # Python's JSON (and pydantic's) reads NaN, Infinity and 1e400 as
+                    # floats; they are not JSON and must never be stored (finding 1).
+                    where = first_non_finite(call.body.model_dump(), "")
+                    if where is not None:
+                        return problem(
+                            422,
+                            "invalid input",
+                            errors=[{"field": where, "detail": NON_FINITE_DETAIL}],
+                        )
                 return _reply(handler(call, **params))
 
             view.__name__ = handler.__name__

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import current_app
 
+from mailprefs.delivery.transport import remove_captured_for
 from mailprefs.domain import audit, confirmations, consent, subscribers
 from mailprefs.domain.consent import Evidence
 from mailprefs.domain.models import ConsentAction, Subscriber, SubscriberStatus
@@ -53,8 +54,9 @@ def _hash_key() -> str:
     "/subscribers",
     "POST",
     summary="Register a subscriber with consent evidence",
-    description="201 when created, 200 when the address was known (re-registering a "
-    "deactivated person reactivates them). An erased address answers 409 and stores "
+    description="201 when created, 200 when the address was known. A person who closed "
+    "their account (opted out entirely) answers 409: a key alone never reopens it, only "
+    "the person can. An erased address answers 409 and stores "
     "nothing; an intake showing an age under 13 answers 422 and stores nothing.",
     roles=MARKETING_OR_OPS,
     body=SubscriberIn,
@@ -152,10 +154,19 @@ def change_consent(call: Call, public_id: str):
 )
 def erase_subscriber(call: Call, public_id: str):
     subscriber = subscribers.find_by_public_id(call.session, public_id, allow_erased=True)
+    address = subscriber.email
     subscribers.erase(call.session, subscriber, hash_key=_hash_key(), actor=call.actor)
     call.session.commit()
-    get_db().purge_erased()
+    _purge(address)
     return 204, None
+
+
+def _purge(address: str | None) -> None:
+    """After an erasure commits: old row versions out of the database files, and the
+    captured copies of mail to the person (where mail is captured) deleted."""
+    get_db().purge_erased()
+    if address and current_app.config.get("MAILPREFS_CAPTURE_MAIL"):
+        remove_captured_for(current_app.config["MAILPREFS_MAIL_CAPTURE_DIR"], address)
 
 
 @api.route(
@@ -168,12 +179,13 @@ def erase_subscriber(call: Call, public_id: str):
 )
 def mark_underage(call: Call, public_id: str):
     subscriber = subscribers.find_by_public_id(call.session, public_id, allow_erased=True)
+    address = subscriber.email
     if subscriber.status != SubscriberStatus.ERASED:
         subscribers.erase(
             call.session, subscriber, hash_key=_hash_key(), actor=call.actor, reason="underage"
         )
     call.session.commit()
-    get_db().purge_erased()
+    _purge(address)
     return 204, None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 from email.parser import BytesHeaderParser
 from pathlib import Path
 
@@ -19,7 +20,14 @@ from mailprefs.extensions import db_session
 from mailprefs.web.dashboard import bp
 from mailprefs.web.dashboard.common import PAGE_SIZE, page_number, record
 
-HTML_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+# The same limits as the iframe's sandbox="" even when the route is opened directly:
+# no script, no request, no form submission, no navigation.
+HTML_CSP = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+    "form-action 'none'; base-uri 'none'; sandbox"
+)
+# A meta refresh navigates without script or form; it is taken out of what is served.
+_META_REFRESH = re.compile(r"<meta\b[^>]*http-equiv\s*=\s*[\"']?refresh[^>]*>", re.IGNORECASE)
 SUMMARY_HEADERS = ("Date", "From", "To", "Subject")
 
 
@@ -99,7 +107,7 @@ def mail_html(name: str):
     html = _message(_find(name)).get_body(("html",))
     if html is None:
         abort(404)
-    response = Response(html.get_content(), mimetype="text/html")
+    response = Response(_META_REFRESH.sub("", html.get_content()), mimetype="text/html")
     response.headers["Content-Security-Policy"] = HTML_CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
