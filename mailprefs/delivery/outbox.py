@@ -25,6 +25,7 @@ from mailprefs.domain import bounces
 from mailprefs.domain.addresses import redact
 from mailprefs.domain.outbox_models import (
     Campaign,
+    CampaignKind,
     CampaignStatus,
     Delivery,
     DeliveryStatus,
@@ -56,8 +57,13 @@ class RetryPolicy:
         return timedelta(seconds=seconds * random.uniform(0.8, 1.2))
 
 
-def sending_campaigns():
-    return select(Campaign.id).where(Campaign.status == CampaignStatus.SENDING)
+def sending_campaigns(test_copies: bool = False):
+    """Campaigns whose rows may be sent. Test copies are a queue of their own, which the
+    worker sends ahead of every batch (`delivery.test_copies`), never mixed into one."""
+    test = Campaign.kind == CampaignKind.TEST
+    return select(Campaign.id).where(
+        Campaign.status == CampaignStatus.SENDING, test if test_copies else ~test
+    )
 
 
 _deliveries = Delivery.__table__
@@ -68,16 +74,23 @@ def _connection(db: Connection | Session) -> Connection:
 
 
 def claim(
-    session: Session, owner: str, *, limit: int, lease: timedelta, now: datetime
+    session: Session,
+    owner: str,
+    *,
+    limit: int,
+    lease: timedelta,
+    now: datetime,
+    test_copies: bool = False,
 ) -> list[Claimed]:
-    """Lease up to `limit` due rows, most urgent first. The caller commits at once."""
+    """Lease up to `limit` due rows (test copies only, or none), most urgent first. The
+    caller commits at once."""
     candidates = (
         select(Delivery.id)
         .where(
             Delivery.status == QUEUED,
             Delivery.next_attempt_at <= now,
             (Delivery.lease_until.is_(None)) | (Delivery.lease_until < now),
-            Delivery.campaign_id.in_(sending_campaigns()),
+            Delivery.campaign_id.in_(sending_campaigns(test_copies)),
         )
         .order_by(Delivery.priority, Delivery.next_attempt_at, Delivery.id)
         .limit(limit)

@@ -8,7 +8,7 @@ needs). A blocked row is marked blocked in the same transaction; a row that is n
 ours is given back.
 
 This runs once per message, so it is kept lean: the statements are SQLAlchemy Core,
-compiled once per dialect (`_Compiled`), and run on a DBAPI connection of their own
+compiled once per dialect (`mailprefs.db.FastStatement`), and run on a DBAPI connection of their own
 with the transaction begun and committed directly (`BEGIN IMMEDIATE` on SQLite, as
 `mailprefs.db` does for every write). Through SQLAlchemy's execution layer the same
 transaction cost about three times as much CPU as SQLite itself takes for it, which
@@ -17,19 +17,17 @@ showed in the messages a worker sends per second (docs/performance-2026-11.md).
 
 from __future__ import annotations
 
-import functools
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, null, select, update
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.sql.expression import Executable
 
+from mailprefs.db import FastStatement
 from mailprefs.delivery.outbox import QUEUED, Claimed
 from mailprefs.domain import gate
-from mailprefs.domain.gate import Decision, Facts, Recipient
-from mailprefs.domain.models import Subscriber, SubscriberStatus, SuppressionReason, TopicState
+from mailprefs.domain.gate import Decision, Recipient
 from mailprefs.domain.outbox_models import Campaign, CampaignStatus, Delivery, DeliveryStatus
 
 _deliveries = Delivery.__table__
@@ -82,58 +80,6 @@ _RELEASE = (
 )
 
 
-@functools.lru_cache(maxsize=64)
-def _recipient_query(topic_id: int) -> Executable:
-    """`gate.load_recipient`'s query (the same joins, from `gate.audience_joins`), built
-    once per topic with the subscriber as a parameter."""
-    joined, c = gate.audience_joins(topic_id)
-    s = Subscriber.__table__.c
-    return (
-        select(
-            c.status,
-            c.status_reason,
-            c.state,
-            c.suppression,
-            s.public_id,
-            s.email,
-            s.attributes,
-        )
-        .select_from(joined)
-        .where(s.id == bindparam("subscriber_id"))
-    )
-
-
-class _Compiled:
-    """A Core statement compiled for one dialect, with its parameters' bind processors.
-
-    Values pass through their column types' own processors, so the driver receives what
-    `Connection.execute` would give it; rows come back as the driver returns them.
-    """
-
-    def __init__(self, statement: Executable, dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
-        self.sql = str(compiled)
-        self.order = compiled.positiontup if compiled.positional else None
-        self.constants: dict[str, Any] = {}
-        self.processors: dict[str, Any] = {}
-        for bind, name in compiled.bind_names.items():
-            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            if bind.required:
-                if process is not None:
-                    self.processors[name] = process
-            else:
-                self.constants[name] = process(bind.value) if process else bind.value
-
-    def parameters(self, values: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
-        params = dict(self.constants)
-        for name, value in values.items():
-            process = self.processors.get(name)
-            params[name] = process(value) if process is not None else value
-        if self.order is not None:
-            return tuple(params[name] for name in self.order)
-        return params
-
-
 class SendTransactions:
     """One DBAPI connection from the engine's pool, for a batch's per-message transactions.
 
@@ -146,7 +92,7 @@ class SendTransactions:
         self._dbapi = self._pooled.driver_connection
         self._dialect = engine.dialect
         self._sqlite = engine.dialect.name == "sqlite"
-        self._compiled: dict[Any, _Compiled] = {}
+        self._compiled: dict[Any, FastStatement] = {}
         self._open = False
 
     def __enter__(self) -> SendTransactions:
@@ -175,16 +121,14 @@ class SendTransactions:
     def _execute(self, key: Any, build: Any, values: dict[str, Any]) -> Any:
         compiled = self._compiled.get(key)
         if compiled is None:
-            compiled = self._compiled[key] = _Compiled(build(), self._dialect)
+            compiled = self._compiled[key] = FastStatement(build(), self._dialect)
         if not self._open:
             # psycopg begins a transaction by itself; SQLite must take the write lock up
             # front (see mailprefs.db), or a concurrent writer fails instead of waiting.
             if self._sqlite:
                 self._dbapi.execute("BEGIN IMMEDIATE")
             self._open = True
-        cursor = self._dbapi.cursor()
-        cursor.execute(compiled.sql, compiled.parameters(values))
-        return cursor
+        return compiled.execute(self._dbapi, values)
 
     def mark_sent(self, delivery_id: int, message_id: str, now: datetime) -> None:
         self._execute(
@@ -238,28 +182,12 @@ class SendTransactions:
         return decision, recipient
 
     def _recipient(self, subscriber_id: int, topic_id: int) -> Recipient | None:
-        """The same as `gate.load_recipient`: the gate's facts and the message's data,
-        fresh from the database."""
+        """`gate.load_recipient` on this connection: its query, its reading of the row."""
         cursor = self._execute(
             ("recipient", topic_id),
-            lambda: _recipient_query(topic_id),
+            lambda: gate.recipient_query(topic_id),
             {"subscriber_id": subscriber_id},
         )
         row = cursor.fetchone()
         cursor.close()
-        if row is None:
-            return None
-        status, status_reason, state, suppressed, public_id, email, attributes = row
-        if isinstance(attributes, str):  # SQLite hands JSON back as text
-            attributes = json.loads(attributes)
-        return Recipient(
-            facts=Facts(
-                status=SubscriberStatus(status),
-                status_reason=status_reason,
-                topic_state=TopicState(state) if state else TopicState.NONE,
-                suppression=SuppressionReason(suppressed) if suppressed else None,
-            ),
-            public_id=public_id,
-            email=email,
-            attributes=attributes or {},
-        )
+        return gate.recipient_of(row)

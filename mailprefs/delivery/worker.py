@@ -29,7 +29,7 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from mailprefs import clock
-from mailprefs.delivery import expand, outbox
+from mailprefs.delivery import expand, outbox, test_copies
 from mailprefs.delivery.message import MessageBuilder, message_settings
 from mailprefs.delivery.outbox import Claimed, RetryPolicy
 from mailprefs.delivery.sendtx import SendTransactions
@@ -161,6 +161,8 @@ class Worker:
         total = Summary()
         self.relay_down = False
         while not self.stop.is_set() and not self.relay_down:
+            # Test copies first in line: someone is waiting at their desk for them.
+            test_copies.send_all(self, total)
             batch = self.claim()
             if not batch:
                 break

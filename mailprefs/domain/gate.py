@@ -8,12 +8,14 @@ they cannot drift apart (and a property test holds them against each other).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import and_, case, literal, or_, select
+from sqlalchemy import Select, and_, bindparam, case, literal, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -216,11 +218,14 @@ class Recipient:
     attributes: dict[str, Any]
 
 
-def load_recipient(session: Session, subscriber_id: int, topic_id: int) -> Recipient | None:
-    """One indexed query: the facts for the gate and the data for the message."""
+@functools.lru_cache(maxsize=64)
+def recipient_query(topic_id: int) -> Select:
+    """One indexed query for a person (parameter `subscriber_id`): the facts for the gate
+    and the data for the message. `load_recipient` runs it through the ORM, the send
+    loop (`delivery.sendtx`) on the driver's cursor: one query, one reading of its row."""
     joined, c = audience_joins(topic_id)
     s = Subscriber.__table__.c
-    row = session.execute(
+    return (
         select(
             c.status,
             c.status_reason,
@@ -231,21 +236,35 @@ def load_recipient(session: Session, subscriber_id: int, topic_id: int) -> Recip
             s.attributes,
         )
         .select_from(joined)
-        .where(s.id == subscriber_id)
-    ).first()
+        .where(s.id == bindparam("subscriber_id"))
+    )
+
+
+def recipient_of(row: Sequence[Any] | None) -> Recipient | None:
+    """The Recipient in a row of `recipient_query`, as SQLAlchemy returns it or as the
+    driver does (enums as their strings; SQLite: JSON as text)."""
     if row is None:
         return None
+    status, status_reason, state, suppressed, public_id, email, attributes = row
+    if isinstance(attributes, str):
+        attributes = json.loads(attributes)
     return Recipient(
         facts=Facts(
-            status=SubscriberStatus(row.status),
-            status_reason=row.status_reason,
-            topic_state=TopicState(row.state) if row.state else TopicState.NONE,
-            suppression=SuppressionReason(row.suppression) if row.suppression else None,
+            status=SubscriberStatus(status),
+            status_reason=status_reason,
+            topic_state=TopicState(state) if state else TopicState.NONE,
+            suppression=SuppressionReason(suppressed) if suppressed else None,
         ),
-        public_id=row.public_id,
-        email=row.email,
-        attributes=row.attributes or {},
+        public_id=public_id,
+        email=email,
+        attributes=attributes or {},
     )
+
+
+def load_recipient(session: Session, subscriber_id: int, topic_id: int) -> Recipient | None:
+    """The person's facts for the gate and the data for the message, fresh."""
+    row = session.execute(recipient_query(topic_id), {"subscriber_id": subscriber_id}).first()
+    return recipient_of(row)
 
 
 def decide_test_copy(address: str, staff_addresses: set[str]) -> Decision:

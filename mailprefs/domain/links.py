@@ -16,7 +16,7 @@ from sqlalchemy import Connection, and_, bindparam, insert, select, true, update
 from sqlalchemy.orm import Session
 
 from mailprefs import clock
-from mailprefs.db import UTCDateTime
+from mailprefs.db import FastStatement, UTCDateTime
 from mailprefs.domain import client_time, consent
 from mailprefs.domain.consent import Evidence
 from mailprefs.domain.errors import Gone, Invalid, NotFound
@@ -97,18 +97,23 @@ def opt_out(
         "policy_at": occurred,
         "v_state": TopicState.OPTED_OUT,
         "v_changed_at": occurred,
+        "v_updated_at": now,
     }
     sql = _prepared(connection.dialect)
+    # SQLAlchemy's per-execution bookkeeping is a large part of this request's cost; the
+    # statements run on the driver's cursor, in the connection's transaction.
+    dbapi = connection.connection
     if "all" in sql:  # PostgreSQL: one round trip
-        row = sql["all"].run(connection, values).fetchone()
+        row = sql["all"].execute(dbapi, values).fetchone()
     else:
-        row = sql["lookup"].run(connection, values).fetchone()
+        row = sql["lookup"].execute(dbapi, values).fetchone()
         if row is not None:
             event = None
             if row[1] != SubscriberStatus.ERASED and row[5] != TopicState.OPTED_OUT:
                 values.update(person=row[0], topic=row[3])
-                (event,) = sql["event"].run(connection, values).fetchone()
-                sql["state"].run(connection, {**values, "event": event})
+                (event,) = sql["event"].execute(dbapi, values).fetchone()
+                sql["state"].execute(dbapi, {**values, "event": event})
+                sql["person"].execute(dbapi, values)
             row = (*row, event)
     if row is None:
         return _opt_out_slowly(connection, public_id, slug, evidence)
@@ -185,7 +190,7 @@ _EVENT_VALUES = {
 }
 _STATE_VALUES = {name: _value(_states.c[name]) for name in ("state", "changed_at")}
 
-# SQLite (in-process, no round trips): the lookup, then the event, then the state.
+# SQLite (in-process, no round trips): the lookup, the event, the state, the person.
 _INSERT_EVENT = (
     insert(_events)
     .values(
@@ -201,6 +206,9 @@ _UPDATE_STATE = (
     .where(_states.c.subscriber_id == bindparam("person"), _states.c.topic_id == bindparam("topic"))
     .values(event_id=bindparam("event"), **_STATE_VALUES)
 )
+# A consent change touches the person, as `consent.change` does.
+_PERSON_VALUES = {"updated_at": _value(_people.c.updated_at)}
+_TOUCH_PERSON = update(_people).where(_people.c.id == bindparam("person")).values(**_PERSON_VALUES)
 
 
 def _all_in_one() -> Any:
@@ -230,6 +238,13 @@ def _all_in_one() -> Any:
         .returning(_states.c.event_id)
         .cte("state")
     )
+    person = (
+        update(_people)
+        .where(_people.c.id == event.c.subscriber_id)
+        .values(**_PERSON_VALUES)
+        .returning(_people.c.id)
+        .cte("person")
+    )
     return select(
         found.c.id,
         found.c.status,
@@ -238,61 +253,25 @@ def _all_in_one() -> Any:
         found.c.name,
         found.c.state,
         state.c.event_id,
-    ).select_from(found.outerjoin(state, true()))
+    ).select_from(found.outerjoin(state, true()).outerjoin(person, true()))
 
 
-class _Prepared:
-    """A Core statement compiled once per dialect and run on the DBAPI cursor.
-
-    The SQL is what SQLAlchemy itself would send, and every value goes through its
-    column type's `bind_processor` (UTC datetimes, JSON, enums), so the rows are the
-    same; what is skipped is SQLAlchemy's per-execution bookkeeping, ~35 us a
-    statement, a large part of the one-click request (see docs/recipient-pages.md).
-    """
-
-    def __init__(self, statement: Any, dialect: Any) -> None:
-        compiled = statement.compile(dialect=dialect)
-        self.sql = compiled.string
-        self.order = list(compiled.positiontup or []) if compiled.positional else None
-        names = compiled.bind_names  # each parameter, by the name the SQL gives it
-        self.processors = {
-            name: bind.type.dialect_impl(dialect).bind_processor(dialect)
-            for bind, name in names.items()
-        }
-        # Values written into the statement itself (a topic kind, LIMIT 1).
-        self.defaults = {
-            name: bind.effective_value for bind, name in names.items() if not bind.required
-        }
-
-    def run(self, connection: Connection, values: dict[str, Any]) -> Any:
-        values = {**self.defaults, **values}
-        params = {
-            name: (processor(values[name]) if processor else values[name])
-            for name, processor in self.processors.items()
-        }
-        cursor = connection.connection.cursor()
-        if self.order is not None:
-            cursor.execute(self.sql, [params[name] for name in self.order])
-        else:
-            cursor.execute(self.sql, params)
-        return cursor
+_compiled: dict[tuple[str, str], dict[str, FastStatement]] = {}
 
 
-_compiled: dict[tuple[str, str], dict[str, _Prepared]] = {}
-
-
-def _prepared(dialect: Any) -> dict[str, _Prepared]:
+def _prepared(dialect: Any) -> dict[str, FastStatement]:
     """The statements for this kind of database and driver, compiled on first use."""
     key = (dialect.name, dialect.driver)
     statements = _compiled.get(key)
     if statements is None:
         if dialect.name == "postgresql":
-            statements = {"all": _Prepared(_all_in_one(), dialect)}
+            statements = {"all": FastStatement(_all_in_one(), dialect)}
         else:
             statements = {
-                "lookup": _Prepared(_LOOKUP, dialect),
-                "event": _Prepared(_INSERT_EVENT, dialect),
-                "state": _Prepared(_UPDATE_STATE, dialect),
+                "lookup": FastStatement(_LOOKUP, dialect),
+                "event": FastStatement(_INSERT_EVENT, dialect),
+                "state": FastStatement(_UPDATE_STATE, dialect),
+                "person": FastStatement(_TOUCH_PERSON, dialect),
             }
         _compiled[key] = statements
     return statements

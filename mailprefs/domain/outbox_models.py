@@ -38,6 +38,8 @@ class CampaignKind(enum.StrEnum):
     TRANSACTIONAL = "transactional"
     POLICY = "policy"
     CONFIRMATION = "confirmation"
+    # A marked copy of a campaign for one staff address (domain/test_copies.py).
+    TEST = "test"
 
 
 class CampaignStatus(enum.StrEnum):
@@ -76,6 +78,7 @@ class BounceKind(enum.StrEnum):
 PRIORITY = {
     CampaignKind.TRANSACTIONAL: 0,
     CampaignKind.CONFIRMATION: 0,
+    CampaignKind.TEST: 0,
     CampaignKind.POLICY: 5,
     CampaignKind.CAMPAIGN: 10,
 }

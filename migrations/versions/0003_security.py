@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 
 revision = "0003s"
-down_revision = "0002"
+down_revision = "0003h"
 branch_labels = None
 depends_on = None
 

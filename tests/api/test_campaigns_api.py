@@ -11,7 +11,6 @@ import pytest
 
 from mailprefs import clock
 from mailprefs.delivery.worker import Worker
-from mailprefs.domain import users
 from mailprefs.domain.outbox_models import Campaign, Delivery
 from tests.conftest import bearer, count
 from tests.support.factories import person
@@ -251,35 +250,6 @@ def test_preview_uses_placeholders_not_personal_data(client, marketing_key, db):
     assert "List-Unsubscribe" in body["headers"]
     assert "Zebediah" not in preview.get_data(as_text=True)
     assert "secret@" not in preview.get_data(as_text=True)
-
-
-def test_test_copies_go_to_staff_only_and_are_not_counted(client, marketing_key, db, sink):
-    with db.transaction() as s:
-        users.create(s, "staff@example.com", "ops", "a long enough password")
-        person(s, "a@example.com", opted_in=("offers",))
-    campaign_id = create(client, marketing_key).get_json()["id"]
-    refused = client.post(
-        f"/api/v1/campaigns/{campaign_id}/test",
-        json={"emails": ["a@example.com"]},
-        headers=bearer(marketing_key),
-    )
-    problem(refused, 422)
-    assert sink.messages == []
-    sent = client.post(
-        f"/api/v1/campaigns/{campaign_id}/test",
-        json={"emails": ["Staff@Example.com"]},
-        headers=bearer(marketing_key),
-    )
-    assert sent.status_code == 200 and sent.get_json() == {
-        "sent": ["staff@example.com"],
-        "failed": [],
-    }
-    ((_from, rcpts, raw),) = sink.messages
-    assert rcpts == ["staff@example.com"] and b"[TEST]" in raw and b"X-Mailprefs-Test: yes" in raw
-    stats = client.get(
-        f"/api/v1/campaigns/{campaign_id}", headers=bearer(marketing_key)
-    ).get_json()["stats"]
-    assert stats["planned"] == 0 and count(db, Delivery.id) == 0
 
 
 def test_unknown_campaign_is_404(client, marketing_key):

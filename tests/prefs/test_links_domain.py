@@ -7,6 +7,8 @@ import threading
 from datetime import timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from mailprefs import clock
@@ -252,3 +254,92 @@ def test_the_fast_opt_out_never_names_a_policy_whose_notice_was_cancelled(db):
         consent.opt_out(s, find_by_public_id(s, general), get_topic(s, "offers"), PROOF)
     assert recorded(db, fast)[0]["policy_version"] == before != "withdrawn-1"
     assert recorded(db, fast) == recorded(db, general)
+
+
+# --- the twins held equal on any input ------------------------------------------------
+
+_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
+
+
+@st.composite
+def _opt_outs(draw):
+    """A starting state of the topic (none, pending, opted in, opted out) and the
+    evidence of one unsubscribe click, as varied as clients send it."""
+    slug, start = draw(
+        st.sampled_from(
+            [
+                ("offers", "none"),
+                ("offers", "opted_in"),
+                ("offers", "opted_out"),
+                ("newsletter", "pending"),
+                ("newsletter", "opted_in"),
+            ]
+        )
+    )
+    proof = Evidence(
+        source=draw(st.sampled_from(["one_click", "unsubscribe_page"])),
+        ip=draw(st.sampled_from([None, "198.51.100.7", "2001:db8::7"])),
+        user_agent=draw(st.none() | _text.filter(bool).map(lambda t: t * 40)),
+        actor="recipient",
+        context=draw(st.none() | st.fixed_dictionaries({"campaign": _text})),
+        occurred_at=draw(
+            st.none()
+            | st.timedeltas(min_value=timedelta(hours=-2), max_value=timedelta(minutes=4)).map(
+                lambda d: NOW + d
+            )
+        ),
+    )
+    return slug, start, proof
+
+
+NOW = clock.now().replace(microsecond=0)
+
+
+def _start(db, slug: str, start: str) -> str:
+    opted_in = () if start == "none" else (slug,)
+    public_id = make_person(db, opted_in=opted_in, confirmed=start != "pending")
+    if start == "opted_out":
+        with db.transaction() as s:
+            consent.opt_out(s, find_by_public_id(s, public_id), get_topic(s, slug), evidence())
+    return public_id
+
+
+def _written(db, public_id: str, slug: str) -> dict:
+    """Every event of the person (without ids), the topic's state row, `updated_at`."""
+    with db.session(read_only=True) as s:
+        person = find_by_public_id(s, public_id)
+        topic = get_topic(s, slug)
+        events = s.scalars(
+            select(ConsentEvent)
+            .where(ConsentEvent.subscriber_id == person.id)
+            .order_by(ConsentEvent.id)
+        ).all()
+        fields = ("topic_id", "action", "source", "ip", "user_agent", "actor", "context")
+        fields += ("policy_version", "occurred_at", "recorded_at")
+        state = s.get(TopicSubscription, (person.id, topic.id))
+        return {
+            "events": [{f: getattr(e, f) for f in fields} for e in events],
+            "state": state and (state.state, state.changed_at, state.event_id == events[-1].id),
+            "updated_at": person.updated_at,
+        }
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(case=_opt_outs())
+def test_property_the_fast_opt_out_and_consent_opt_out_write_the_same(db, case):
+    """Property: from any starting state, with any evidence a client sends, the link's
+    fast opt-out (`links.opt_out`) and the general one (`consent.opt_out`) answer alike
+    and leave the same events, state row and person behind."""
+    slug, start, proof = case
+    clock.freeze(NOW - timedelta(minutes=1))
+    fast, general = _start(db, slug, start), _start(db, slug, start)
+    clock.freeze(NOW)
+    with db.engine.begin() as connection:
+        done = links.opt_out(connection, fast, slug, proof)
+    with db.transaction() as s:
+        person = find_by_public_id(s, general)
+        _state, event = consent.opt_out(s, person, get_topic(s, slug), proof)
+    assert done.changed == (event is not None)
+    assert _written(db, fast, slug) == _written(db, general, slug)

@@ -6,10 +6,8 @@ from flask import current_app
 
 from mailprefs import clock
 from mailprefs.delivery.message import MessageBuilder, message_settings
-from mailprefs.delivery.transport import DeliveryError, transport_for
 from mailprefs.delivery.types import CampaignInfo, RecipientInfo
-from mailprefs.domain import addresses, campaigns, gate
-from mailprefs.domain.errors import Invalid
+from mailprefs.domain import campaigns, test_copies
 from mailprefs.domain.outbox_models import Campaign
 from mailprefs.domain.templating import placeholder_attributes
 from mailprefs.domain.topics import get_topic
@@ -151,23 +149,15 @@ def preview_campaign(call: Call, public_id: str):
     )
 
 
-def staff_addresses(call: Call) -> set[str]:
-    from sqlalchemy import select
-
-    from mailprefs.domain.models import User
-
-    configured = current_app.config.get("MAILPREFS_TEST_ADDRESSES") or ""
-    listed = {a.strip().lower() for a in configured.split(",") if a.strip()}
-    logins = set(call.session.scalars(select(User.email).where(User.active)))
-    return listed | logins
-
-
 @api.route(
     "/campaigns/<public_id>/test",
     "POST",
-    summary="Send a marked test copy to staff addresses (not counted, not tracked)",
-    description="Addresses must belong to a dashboard login or be listed in "
-    "MAILPREFS_TEST_ADDRESSES: test copies never go to the public.",
+    summary="Queue a marked test copy for each staff address (not counted, not tracked)",
+    description="Addresses must belong to an active dashboard login or be listed in "
+    "MAILPREFS_TEST_ADDRESSES: test copies never go to the public. The copies are queued "
+    "in the outbox, audited, and sent by a worker ahead of everything else (within "
+    "seconds while one runs); `queued` lists them. `sent` and `failed` stay empty: they "
+    "are kept for clients of the earlier answer, which sent during the request.",
     roles=ROLES,
     body=TestSendIn,
     responses={200: TestSendOut},
@@ -175,31 +165,14 @@ def staff_addresses(call: Call) -> set[str]:
 )
 def test_campaign(call: Call, public_id: str):
     campaign = _get(call, public_id)
-    body: TestSendIn = call.body
-    staff = staff_addresses(call)
-    normalised = []
-    for i, raw in enumerate(body.emails):
-        address = addresses.normalise(raw, field=f"emails.{i}")
-        if not gate.decide_test_copy(address, staff).allowed:
-            raise Invalid.field(f"emails.{i}", "test copies go to staff addresses only")
-        normalised.append(address)
-    builder = MessageBuilder(
-        message_settings(current_app.config),
-        get_tokens(),
-        CampaignInfo.of(campaign),
-        test_copy=True,
+    staff = test_copies.staff_addresses(
+        call.session, current_app.config.get("MAILPREFS_TEST_ADDRESSES")
     )
-    attributes = placeholder_attributes(campaign.subject, campaign.text_body, campaign.html_body)
-    sent, failed = [], []
-    with transport_for(current_app.config) as transport:
-        for address in normalised:
-            message = builder.build(RecipientInfo("test-copy", address, attributes))
-            try:
-                transport.send(gate.decide_test_copy(address, staff), message)
-                sent.append(address)
-            except DeliveryError as exc:
-                failed.append({"email": address, "detail": str(exc)})
-    return 200, TestSendOut(sent=sent, failed=failed)
+    queued = test_copies.queue(
+        call.session, campaign, call.body.emails, staff=staff, actor=call.actor
+    )
+    call.session.commit()
+    return 200, TestSendOut(queued=queued, sent=[], failed=[])
 
 
 def _control(call: Call, public_id: str, action) -> tuple[int, CampaignOut]:

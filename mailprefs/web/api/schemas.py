@@ -219,8 +219,9 @@ class TestSendIn(Strict):
 
 
 class TestSendOut(BaseModel):
-    sent: list[str]
-    failed: list[dict[str, str]]
+    queued: list[str] = Field(description="the staff addresses a test copy was queued for")
+    sent: list[str] = Field(description="always empty: copies are queued, not sent in the request")
+    failed: list[dict[str, str]] = Field(description="always empty (see `sent`)")
 
 
 class ScheduleIn(Strict):
