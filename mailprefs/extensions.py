@@ -14,10 +14,9 @@ from mailprefs.domain.tokens import TokenService
 
 
 def _rate_limit_identity() -> str:
-    # Per authenticated key, else per client address (issue 13 finding 5).
-    from mailprefs.web.api.auth import rate_limit_identity
-
-    return rate_limit_identity()
+    # Per authenticated key, else per client address (issue 13 finding 5). Who the key
+    # is, is the web layer's to say (web.init_app registers it); this layer only asks.
+    return current_app.extensions["mailprefs.rate_limit_identity"]()
 
 
 mail = Mail()

@@ -10,7 +10,9 @@ from mailprefs.domain import audit
 def init_app(app: Flask) -> None:
     from mailprefs.web import dashboard, errors, health, prefs
     from mailprefs.web.api import bp as api_bp
+    from mailprefs.web.api.auth import rate_limit_identity
 
+    app.extensions["mailprefs.rate_limit_identity"] = rate_limit_identity
     app.register_blueprint(health.bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(prefs.bp)
