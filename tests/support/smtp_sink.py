@@ -215,6 +215,7 @@ class SmtpSink:
         self.maildir = Path(maildir) if maildir is not None else None
         self.keep = keep
         self.messages: list[Received] = []
+        self.arrivals: list[tuple[float, str]] = []  # (time.time(), first recipient)
         self.accepted = 0
         self.first_at: float | None = None  # wall-clock time of the first accepted message
         self.last_at: float | None = None
@@ -239,6 +240,7 @@ class SmtpSink:
                 self.first_at = self.last_at
             if self.keep:
                 self.messages.append((mail_from, rcpts, bytes(raw)))
+                self.arrivals.append((self.last_at, rcpts[0] if rcpts else ""))
         if self.maildir is not None:
             self._write(mail_from, rcpts, raw)
 
