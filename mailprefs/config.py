@@ -136,6 +136,7 @@ _SETTINGS: dict[str, tuple[Any, Any]] = {
     "MAILPREFS_DKIM_DOMAIN": (None, str),
     "MAILPREFS_DKIM_SELECTOR": (None, str),
     "MAILPREFS_DKIM_KEY_FILE": (None, str),
+    "MAILPREFS_DKIM_KEYS": (None, str),
     "MAILPREFS_POLICY_NOTICE_DAYS": ("30", lambda n, v: _int(n, v, 0)),
     "MAILPREFS_WEBHOOK_SECRET": (None, str),
     "MAILPREFS_TEST_ADDRESSES": (None, str),
