@@ -97,6 +97,22 @@ def _float(name: str, raw: str) -> float:
     return value
 
 
+def _bounded_int(name: str, raw: str, minimum: int, maximum: int) -> int:
+    value = _int(name, raw, minimum)
+    if value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}")
+    return value
+
+
+def _domain_limits(name: str, raw: str) -> dict[str, Any]:
+    from mailprefs.delivery.pacing import parse_domain_limits
+
+    try:
+        return parse_domain_limits(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
 def _hour(name: str, raw: str) -> int:
     value = _int(name, raw, 0)
     if value > 23:
@@ -140,6 +156,7 @@ _SETTINGS: dict[str, tuple[Any, Any]] = {
     "MAILPREFS_DKIM_DOMAIN": (None, str),
     "MAILPREFS_DKIM_SELECTOR": (None, str),
     "MAILPREFS_DKIM_KEY_FILE": (None, str),
+    "MAILPREFS_DKIM_KEYS": (None, str),
     "MAILPREFS_POLICY_NOTICE_DAYS": ("30", lambda n, v: _int(n, v, 0)),
     "MAILPREFS_WEBHOOK_SECRET": (None, str),
     "MAILPREFS_TEST_ADDRESSES": (None, str),
@@ -160,6 +177,8 @@ _SETTINGS: dict[str, tuple[Any, Any]] = {
     "MAIL_PASSWORD": (None, str),
     "MAIL_TIMEOUT": ("30", _float),
     "MAILPREFS_SMTP_PIPELINING": ("true", _bool),
+    "MAILPREFS_SMTP_CONNECTIONS": ("16", lambda n, v: _bounded_int(n, v, 1, 256)),
+    "MAILPREFS_DOMAIN_LIMITS": (None, lambda n, v: _domain_limits(n, v)),
 }
 
 _ENVIRONMENTS = {"development", "production", "testing"}

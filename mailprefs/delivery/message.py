@@ -18,19 +18,20 @@ import functools
 import os
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import dkim
-from dkim.crypto import parse_pem_private_key
 from markupsafe import escape
 
 from mailprefs import clock
 from mailprefs.config import ConfigError
+from mailprefs.delivery import dkim_sign
 from mailprefs.delivery import headers as hdr
 from mailprefs.delivery.types import (
     BuiltMessage,
     CampaignInfo,
+    DkimKey,
     DkimSettings,
     MessageSettings,
     RecipientInfo,
@@ -285,20 +286,16 @@ class MessageBuilder:
 
 
 def sign(raw: bytes, settings: DkimSettings, names: list[str] | None = None) -> bytes:
-    """`raw` with a DKIM-Signature prepended; h= names `names` (default: those of
-    DKIM_HEADERS present in `raw`), each once, relaxed/relaxed canonicalization."""
+    """`raw` with a DKIM-Signature per signing key prepended (RSA, and Ed25519 when one
+    is configured; the keys in force now, see `dkim_sign.signing_keys`); h= names
+    `names` (default: those of DKIM_HEADERS present in `raw`), each once,
+    relaxed/relaxed canonicalization."""
     if names is None:
         head = b"\r\n" + raw.split(b"\r\n\r\n", 1)[0].lower()
         names = [n for n in DKIM_HEADERS if b"\r\n" + n.lower().encode() + b":" in head]
-    signature = dkim.sign(
-        raw,
-        settings.selector.encode("ascii"),
-        settings.domain.encode("ascii"),
-        settings.private_key,
-        canonicalize=(b"relaxed", b"relaxed"),
-        include_headers=[name.encode("ascii") for name in names],
-    )
-    return signature + raw
+    now = clock.now()
+    keys = dkim_sign.signing_keys(settings, now)
+    return dkim_sign.sign(raw, settings.domain, keys, names, int(now.timestamp()))
 
 
 def message_settings(config: Mapping[str, Any]) -> MessageSettings:
@@ -348,18 +345,50 @@ def message_settings(config: Mapping[str, Any]) -> MessageSettings:
 def _dkim_settings(value: Any) -> DkimSettings | None:
     names = ("MAILPREFS_DKIM_DOMAIN", "MAILPREFS_DKIM_SELECTOR", "MAILPREFS_DKIM_KEY_FILE")
     domain, selector, key_file = (value(name) for name in names)
-    if not (domain or selector or key_file):
+    more = value("MAILPREFS_DKIM_KEYS")
+    if not (domain or selector or key_file or more):
         return None
     if not (domain and selector and key_file):
         raise ConfigError("DKIM needs all of " + ", ".join(names))
+    key = _read_key("MAILPREFS_DKIM_KEY_FILE", key_file)
+    return DkimSettings(
+        domain=domain, selector=selector, private_key=key, more=_more_keys(more or "")
+    )
+
+
+def _read_key(setting: str, path: str) -> bytes:
     try:
-        key = Path(key_file).read_bytes()
+        key = Path(path).read_bytes()
     except OSError as exc:
-        raise ConfigError(
-            f"MAILPREFS_DKIM_KEY_FILE: cannot read {key_file}: {exc.strerror}"
-        ) from None
+        raise ConfigError(f"{setting}: cannot read {path}: {exc.strerror}") from None
     try:
-        parse_pem_private_key(key)
-    except Exception:  # noqa: BLE001 - dkimpy raises several kinds for a bad key
-        raise ConfigError("MAILPREFS_DKIM_KEY_FILE does not hold a PEM RSA private key") from None
-    return DkimSettings(domain=domain, selector=selector, private_key=key)
+        dkim_sign.load_key(key)
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"{setting}: {path} does not hold a PEM RSA or Ed25519 private key"
+        ) from None
+    return key
+
+
+def _more_keys(raw: str) -> tuple[DkimKey, ...]:
+    """MAILPREFS_DKIM_KEYS: `selector:path[@date]`, comma-separated. A key with a date
+    (ISO 8601, UTC unless it says otherwise) signs from then on, in place of the older
+    key of its algorithm; one without signs always (an Ed25519 key beside the RSA one)."""
+    keys = []
+    for entry in filter(None, (part.strip() for part in raw.split(","))):
+        selector, sep, rest = entry.partition(":")
+        path, _, since = rest.partition("@")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", selector) or not path:
+            raise ConfigError(f"MAILPREFS_DKIM_KEYS: {entry!r} is not selector:path[@date]")
+        not_before = None
+        if since:
+            try:
+                not_before = datetime.fromisoformat(since.strip())
+            except ValueError:
+                raise ConfigError(
+                    f"MAILPREFS_DKIM_KEYS: {since!r} is not a date (2027-01-31 or 2027-01-31T09:00)"
+                ) from None
+            if not_before.tzinfo is None:
+                not_before = not_before.replace(tzinfo=UTC)
+        keys.append(DkimKey(selector, _read_key("MAILPREFS_DKIM_KEYS", path.strip()), not_before))
+    return tuple(keys)

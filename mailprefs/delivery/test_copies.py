@@ -18,7 +18,12 @@ from mailprefs import clock
 from mailprefs.delivery import outbox
 from mailprefs.delivery.message import TEST_COPY_ID, MessageBuilder
 from mailprefs.delivery.outbox import QUEUED, Claimed
-from mailprefs.delivery.transport import PermanentFailure, TemporaryFailure
+from mailprefs.delivery.transport import (
+    PermanentFailure,
+    TemporaryFailure,
+    Transport,
+    transport_for,
+)
 from mailprefs.delivery.types import BuiltMessage, CampaignInfo, RecipientInfo
 from mailprefs.domain import gate
 from mailprefs.domain import test_copies as rules
@@ -43,15 +48,25 @@ def send_all(worker: Worker, summary: Summary) -> None:
             now=clock.now(),
             test_copies=True,
         )
-    for index, item in enumerate(claimed):
-        if worker.stop.is_set():
-            with worker.db.engine.begin() as connection:
-                outbox.release(connection, [c.id for c in claimed[index:]], worker.worker_id)
-            return
-        _send_one(worker, item, summary)
+    if not claimed:
+        return
+    # A connection of their own, for this call only: copies are few, and must not wait
+    # behind (or be mixed into) the pool's batch in flight.
+    transport = worker.transport or transport_for(worker.app.config)
+    try:
+        for index, item in enumerate(claimed):
+            if worker.stop.is_set():
+                with worker.db.engine.begin() as connection:
+                    ids = [c.id for c in claimed[index:]]
+                    outbox.release(connection, ids, worker.worker_id)
+                return
+            _send_one(worker, transport, item, summary)
+    finally:
+        if transport is not worker.transport:
+            transport.close()
 
 
-def _send_one(worker: Worker, item: Claimed, summary: Summary) -> None:
+def _send_one(worker: Worker, transport: Transport, item: Claimed, summary: Summary) -> None:
     now = clock.now()
     with worker.db.transaction() as session:
         ours = session.execute(
@@ -87,7 +102,7 @@ def _send_one(worker: Worker, item: Claimed, summary: Summary) -> None:
         _failed(worker, item, f"cannot build the message: {exc}", summary)
         return
     try:
-        worker.transport.send(decision, message)
+        transport.send(decision, message)
     except TemporaryFailure as exc:
         with worker.db.engine.begin() as connection:
             retried = outbox.mark_retry(connection, item, str(exc), worker.retry, clock.now())

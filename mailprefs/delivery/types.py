@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 
@@ -15,10 +16,23 @@ class StreamIdentity:
 
 
 @dataclass(frozen=True)
+class DkimKey:
+    selector: str
+    private_key: bytes  # PEM, RSA or Ed25519
+    not_before: datetime | None = None  # signs from then (rotation); None: always
+
+
+@dataclass(frozen=True)
 class DkimSettings:
     domain: str
     selector: str
     private_key: bytes  # PEM
+    # More keys: an Ed25519 one to sign beside the RSA one, the next selector of a
+    # rotation with the date it takes over (MAILPREFS_DKIM_KEYS).
+    more: tuple[DkimKey, ...] = ()
+
+    def all_keys(self) -> list[DkimKey]:
+        return [DkimKey(self.selector, self.private_key), *self.more]
 
 
 @dataclass(frozen=True)

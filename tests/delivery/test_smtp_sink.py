@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+import threading
 import time
 
 import pytest
@@ -12,6 +13,7 @@ from tests.support.smtp_sink import (
     maildir_files,
     read_maildir,
     start_sink_process,
+    stop_and_count,
     stop_sink_process,
 )
 
@@ -119,3 +121,113 @@ def test_the_sink_process_writes_whole_files_and_stops_cleanly_on_sigterm(tmp_pa
     assert [m["To"] for m in messages] == [f"p{i}@example.org" for i in range(3)]
     assert all(m["Return-Path"] == "<a@example.test>" for m in messages)
     assert len(maildir_files(maildir)) == 3 == len(list(maildir.iterdir()))
+
+
+def _send_threads(port: int, count: int, connections: int) -> list[BaseException]:
+    """`count` messages over `connections` smtplib connections at once."""
+    errors: list[BaseException] = []
+
+    def run(share: int, n: int) -> None:
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+                for i in range(n):
+                    to = f"t{share}.{i}@example.org"
+                    client.sendmail("a@example.test", [to], RAW % to.encode())
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=run, args=(share, count // connections))
+        for share in range(connections)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_delay_holds_every_answer_but_serves_connections_concurrently():
+    """Promise: with delay_ms each DATA answer waits that long, on every connection at
+    once: eight connections take about as long as one, not eight times as long."""
+    with SmtpSink(delay_ms=200) as sink:
+        started = time.monotonic()
+        assert _send_threads(sink.port, 8, 8) == []
+        elapsed = time.monotonic() - started
+        assert sink.accepted == 8
+        assert elapsed >= 0.2
+        # Served one after another, eight answers would take 1.6 s.
+        assert elapsed < 1.6
+        assert sink.stats()["peak_in_data"]["example.org"] == 8
+
+
+def test_max_connections_answers_421_too_many_at_the_greeting():
+    """Promise: a connection beyond max_connections open at once hears 421 "too many
+    connections" at the greeting and is closed; the ones within the limit work."""
+    with SmtpSink(max_connections=2) as sink:
+        first = smtplib.SMTP("127.0.0.1", sink.port, timeout=5)
+        second = smtplib.SMTP("127.0.0.1", sink.port, timeout=5)
+        with pytest.raises(smtplib.SMTPConnectError) as caught:
+            smtplib.SMTP("127.0.0.1", sink.port, timeout=5)
+        assert caught.value.smtp_code == 421
+        assert b"too many connections" in caught.value.smtp_error
+        first.sendmail("a@example.test", ["x@example.org"], RAW % b"x@example.org")
+        first.quit()
+        second.quit()
+        assert sink.accepted == 1 and sink.refused_connections == 1
+        assert sink.stats()["peak_connections"] >= 2
+
+
+def test_rate_answers_451_slow_down_beyond_the_allowance():
+    """Promise: rate=N accepts at most N messages a second; RCPT beyond it hears 451
+    "slow down", and the same address is accepted again in a later second."""
+    with SmtpSink(rate=3) as sink, smtplib.SMTP("127.0.0.1", sink.port, timeout=5) as client:
+        client.ehlo()
+        codes = []
+        for i in range(10):  # quick enough to span at most two one-second windows
+            client.mail("a@example.test")
+            code, reply = client.rcpt(f"r{i}@example.org")
+            codes.append(code)
+            if code == 250:
+                client.data(RAW % b"r")
+            else:
+                assert b"slow down" in reply
+                client.rset()
+        assert codes.count(250) <= 6 and codes.count(451) == 10 - codes.count(250)
+        time.sleep(1.05)
+        client.sendmail("a@example.test", ["r0@example.org"], RAW % b"r")
+
+
+@pytest.mark.parametrize(
+    "to, code", [("throttle421.a@example.org", 421), ("slowdown451.a@example.org", 451)]
+)
+def test_back_pressure_answers_on_request_per_recipient(sink, to, code):
+    """Promise: throttle421 and slowdown451 answer "slow down" with their code."""
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as caught:
+        send(sink.port, to)
+    assert caught.value.recipients[to][0] == code
+    assert b"slow down" in caught.value.recipients[to][1]
+    assert sink.throttled == 1 and sink.messages == []
+
+
+def test_idle_timeout_closes_an_idle_connection():
+    """Promise: a connection idle for idle_timeout seconds is closed by the relay."""
+    with SmtpSink(idle_timeout=0.2) as sink:
+        client = smtplib.SMTP("127.0.0.1", sink.port, timeout=5)
+        client.ehlo()
+        time.sleep(0.5)
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            client.noop()
+
+
+@pytest.mark.slow
+def test_the_sink_process_takes_delay_and_reports_peaks(tmp_path):
+    """Promise: as a process, --delay and the COUNT report work as in a thread."""
+    proc, port = start_sink_process(tmp_path / "sink", count_only=True, delay_ms=100)
+    try:
+        assert _send_threads(port, 4, 4) == []
+    finally:
+        report = stop_and_count(proc)
+    assert report["accepted"] == 4
+    assert report["peak_connections"] == 4
+    assert report["peak_in_data"] == {"example.org": 4}

@@ -22,7 +22,28 @@ for it without a control channel:
   flaky{N}.*    451 on RCPT TO the first N times that address is tried, then accepted
   slow{MS}.*    the message is kept, then the answer to DATA waits MS milliseconds (a
                 worker killed meanwhile has sent a message it never saw accepted)
+  throttle421.* 421 "too many messages, slow down" on RCPT TO, then the connection is
+                closed (back-pressure from a relay)
+  slowdown451.* 451 "rate limited, slow down" on RCPT TO (the connection stays)
   anything else accepted with 250
+
+And for the whole relay, per connection or per message (options of `SmtpSink` and of
+the process):
+
+  delay_ms / --delay MS        every answer to DATA waits MS milliseconds, each on its
+                               own connection's task, so connections are served
+                               concurrently (what a scanning relay or an ESP costs)
+  max_connections / --max-connections N
+                               a connection beyond N open at once is answered
+                               421 "too many connections" at the greeting and closed
+  rate / --rate N              at most N messages a second are accepted; RCPT TO beyond
+                               that is answered 451 "slow down"
+  idle_timeout / --idle-timeout S
+                               a connection idle for S seconds is closed, without a word
+
+`stats()` (and the COUNT line) also reports the peak number of connections open at
+once, the answers of the back-pressure kinds given, and, per recipient domain, the peak
+number of messages whose DATA answer was pending at once (`peak_in_data`).
 
 The sink offers PIPELINING (RFC 2920) in its EHLO answer, as Postfix and most relays
 do (aiosmtpd reads commands in order from the stream, so pipelined ones work);
@@ -61,8 +82,11 @@ from aiosmtpd.smtp import SMTP
 
 ROOT = Path(__file__).resolve().parents[2]
 _BEHAVIOUR = re.compile(
-    r"^(reject550|temp450|close421|data554|data451|drop|flaky(\d+)|slow(\d+))(?:\.|$)"
+    r"^(reject550|temp450|close421|throttle421|slowdown451|data554|data451|drop"
+    r"|flaky(\d+)|slow(\d+))(?:\.|$)"
 )
+TOO_MANY_CONNECTIONS = "421 4.7.0 too many connections from your host, slow down"
+SLOW_DOWN = "451 4.7.1 rate limited, slow down"
 _WAIT_FOR_CLOSE = 30.0
 
 Received = tuple[str, list[str], bytes]
@@ -111,6 +135,13 @@ class _Handler:
         if behaviour == "close421":
             await _hang_up(server, "421 4.3.2 service shutting down, closing channel")
             return "421 4.3.2 closing"  # not reached: the handler is cancelled
+        if behaviour == "throttle421":
+            self.sink.throttled += 1
+            await _hang_up(server, "421 4.7.0 too many messages, slow down")
+            return "421 4.7.0 closing"  # not reached
+        if behaviour == "slowdown451" or not self.sink._take_rate():
+            self.sink.throttled += 1
+            return SLOW_DOWN
         if behaviour == "flaky":
             key = address.lower()
             self.tries[key] += 1
@@ -129,10 +160,19 @@ class _Handler:
             return "554 5.7.1 message content rejected"
         if any(b == "data451" for b, _ in behaviours):
             return "451 4.3.0 message not accepted now, try again"
-        self.sink._accept(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
-        delay = max((n for b, n in behaviours if b == "slow"), default=0)
+        sink = self.sink
+        sink._accept(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+        delay = max((n for b, n in behaviours if b == "slow"), default=sink.delay_ms)
         if delay:
-            await asyncio.sleep(delay / 1000)
+            domains = {rcpt.rpartition("@")[2].lower() for rcpt in envelope.rcpt_tos}
+            for domain in domains:
+                sink._in_data[domain] += 1
+                sink.peak_in_data[domain] = max(sink.peak_in_data[domain], sink._in_data[domain])
+            try:
+                await asyncio.sleep(delay / 1000)
+            finally:
+                for domain in domains:
+                    sink._in_data[domain] -= 1
         if self.sink.drop_every and self.sink.accepted % self.sink.drop_every == 0:
             await _hang_up(server, "250 2.0.0 OK: queued")
             return "250 not reached"
@@ -152,14 +192,30 @@ class SmtpSink:
         maildir: str | os.PathLike[str] | None = None,
         keep: bool = True,
         pipelining: bool = True,
+        delay_ms: float = 0,
+        max_connections: int = 0,
+        rate: float = 0,
+        idle_timeout: float = 300,
     ) -> None:
         self.host = host
         self.port = port
         self.drop_every = drop_every
+        self.delay_ms = delay_ms
+        self.max_connections = max_connections
+        self.rate = rate
+        self.idle_timeout = idle_timeout
+        self.open_connections = 0
+        self.peak_connections = 0
+        self.refused_connections = 0  # 421 at the greeting: over max_connections
+        self.throttled = 0  # 421/451 "slow down" answers to RCPT TO
+        self.peak_in_data: Counter[str] = Counter()
+        self._in_data: Counter[str] = Counter()
+        self._rate_window = (0.0, 0)  # (second it counts, messages in it)
         self.pipelining = pipelining
         self.maildir = Path(maildir) if maildir is not None else None
         self.keep = keep
         self.messages: list[Received] = []
+        self.arrivals: list[tuple[float, str]] = []  # (time.time(), first recipient)
         self.accepted = 0
         self.first_at: float | None = None  # wall-clock time of the first accepted message
         self.last_at: float | None = None
@@ -184,6 +240,7 @@ class SmtpSink:
                 self.first_at = self.last_at
             if self.keep:
                 self.messages.append((mail_from, rcpts, bytes(raw)))
+                self.arrivals.append((self.last_at, rcpts[0] if rcpts else ""))
         if self.maildir is not None:
             self._write(mail_from, rcpts, raw)
 
@@ -197,6 +254,19 @@ class SmtpSink:
         with open(temp, "wb") as handle:
             handle.write(envelope.encode("utf-8", "surrogateescape") + raw)
         os.replace(temp, self.maildir / name)
+
+    def _take_rate(self) -> bool:
+        """One message of the `rate` per second allowance (fixed one-second windows)."""
+        if self.rate <= 0:
+            return True
+        second = time.monotonic() // 1
+        start, used = self._rate_window
+        if start != second:
+            start, used = second, 0
+        if used >= self.rate:
+            return False
+        self._rate_window = (start, used + 1)
+        return True
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
         """Wait until `count` messages were accepted; returns the messages."""
@@ -212,6 +282,7 @@ class SmtpSink:
             hostname="sink.test",
             ident="mailprefs test sink",
             enable_SMTPUTF8=True,
+            timeout=self.idle_timeout,
         )
         protocol.sink = self
         return protocol
@@ -278,6 +349,10 @@ class SmtpSink:
             "connections": self.connections,
             "first_at": self.first_at,
             "last_at": self.last_at,
+            "peak_connections": self.peak_connections,
+            "refused_connections": self.refused_connections,
+            "throttled": self.throttled,
+            "peak_in_data": dict(self.peak_in_data),
         }
 
     async def serve(self, ready_file: Path | None = None, *, report: bool = False) -> None:
@@ -301,15 +376,33 @@ class SmtpSink:
 class _TrackedSMTP(SMTP):
     sink: SmtpSink
 
+    counted = False
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.transport is None:  # not the STARTTLS re-entry
-            self.sink.connections += 1
-            self.sink._protocols.add(self)
+            sink = self.sink
+            sink.connections += 1
+            sink._protocols.add(self)
+            sink.open_connections += 1
+            self.counted = True
+            sink.peak_connections = max(sink.peak_connections, sink.open_connections)
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
         self.sink._protocols.discard(self)
+        if self.counted:
+            self.sink.open_connections -= 1
+            self.counted = False
         super().connection_lost(error)
+
+    async def _handle_client(self) -> None:
+        sink = self.sink
+        if sink.max_connections and sink.open_connections > sink.max_connections:
+            # A relay's answer to one connection too many: refuse at the greeting.
+            sink.refused_connections += 1
+            await _hang_up(self, TOO_MANY_CONNECTIONS)
+            return
+        await super()._handle_client()
 
 
 # -- process helpers --------------------------------------------------------------------
@@ -321,6 +414,9 @@ def start_sink_process(
     timeout: float = 15.0,
     count_only: bool = False,
     pipelining: bool = True,
+    delay_ms: float = 0,
+    max_connections: int = 0,
+    rate: float = 0,
 ) -> tuple[subprocess.Popen, int]:
     """Start the sink in its own process; returns it and its port once it listens.
 
@@ -339,6 +435,12 @@ def start_sink_process(
         command += ["--drop-every", str(drop_every)]
     if not pipelining:
         command += ["--no-pipelining"]
+    if delay_ms:
+        command += ["--delay", str(delay_ms)]
+    if max_connections:
+        command += ["--max-connections", str(max_connections)]
+    if rate:
+        command += ["--rate", str(rate)]
     env = dict(
         os.environ,
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -408,6 +510,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drop-every", type=int, default=0)
     parser.add_argument("--no-pipelining", action="store_true", help="leave PIPELINING out")
     parser.add_argument(
+        "--delay", type=float, default=0, metavar="MS", help="answer DATA after MS ms"
+    )
+    parser.add_argument("--max-connections", type=int, default=0, metavar="N")
+    parser.add_argument("--rate", type=float, default=0, metavar="N", help="messages a second")
+    parser.add_argument("--idle-timeout", type=float, default=300, metavar="S")
+    parser.add_argument(
         "--count-only",
         action="store_true",
         help="write nothing; print a COUNT line with the number accepted on shutdown",
@@ -422,6 +530,10 @@ def main(argv: list[str] | None = None) -> int:
         maildir=args.maildir,
         keep=False,
         pipelining=not args.no_pipelining,
+        delay_ms=args.delay,
+        max_connections=args.max_connections,
+        rate=args.rate,
+        idle_timeout=args.idle_timeout,
     )
     asyncio.run(sink.serve(args.ready_file, report=args.count_only))
     return 0
