@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +106,74 @@ def _bounded_int(name: str, raw: str, minimum: int, maximum: int) -> int:
     return value
 
 
-def _domain_limits(name: str, raw: str) -> dict[str, Any]:
-    from mailprefs.delivery.pacing import parse_domain_limits
+# MAILPREFS_DOMAIN_LIMITS: its format is a setting's, so it is read here; the worker's
+# pacing (mailprefs.delivery.pacing) applies it.
+@dataclass(frozen=True)
+class DomainLimit:
+    domains: tuple[str, ...]
+    concurrency: int = 0  # messages in flight at once; 0: no limit
+    rate: float = 0.0  # messages a second; 0: no limit
 
+    @property
+    def name(self) -> str:
+        return self.domains[0]
+
+
+_PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_DOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?$")
+
+
+def parse_domain_limits(text: str | None) -> dict[str, DomainLimit]:
+    """`MAILPREFS_DOMAIN_LIMITS` as {domain: its limit}. The format, one entry per
+    provider, entries separated by `;`:
+
+        gmail.com,googlemail.com concurrency=8 rate=20/s; outlook.com,hotmail.com rate=300/m
+
+    Domains sharing an entry share one limit. `rate` is N (a second), N/s, N/m or N/h.
+    ValueError with a readable message for anything else.
+    """
+    limits: dict[str, DomainLimit] = {}
+    for entry in (text or "").split(";"):
+        words = entry.split()
+        if not words:
+            continue
+        domains = tuple(d.strip().lower().rstrip(".") for d in words[0].split(",") if d.strip())
+        if not domains or not all(_DOMAIN.match(d) and "." in d for d in domains):
+            raise ValueError(f"{words[0]!r} is not a list of domain names")
+        values: dict[str, float] = {}
+        for word in words[1:]:
+            key, sep, raw = word.partition("=")
+            if not sep or key not in ("concurrency", "rate") or key in values:
+                raise ValueError(f"{word!r}: expected concurrency=N or rate=N[/s|/m|/h] once each")
+            values[key] = _limit_value(key, raw)
+        if not values:
+            raise ValueError(f"{words[0]}: give concurrency=N, rate=N/s or both")
+        limit = DomainLimit(
+            domains, int(values.get("concurrency", 0)), float(values.get("rate", 0.0))
+        )
+        for domain in domains:
+            if domain in limits:
+                raise ValueError(f"{domain} has more than one limit")
+            limits[domain] = limit
+    return limits
+
+
+def _limit_value(key: str, raw: str) -> float:
+    number, _, per = raw.partition("/")
+    try:
+        value = float(number) if key == "rate" else int(number)
+    except ValueError:
+        raise ValueError(f"{key}={raw!r} is not a number") from None
+    if key == "concurrency" and per:
+        raise ValueError(f"concurrency={raw!r} takes a whole number")
+    if per and per not in _PER:
+        raise ValueError(f"rate={raw!r}: the unit is /s, /m or /h")
+    if value <= 0:
+        raise ValueError(f"{key}={raw!r} must be more than 0")
+    return value / _PER[per or "s"]
+
+
+def _domain_limits(name: str, raw: str) -> dict[str, Any]:
     try:
         return parse_domain_limits(raw)
     except ValueError as exc:

@@ -36,16 +36,12 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from mailprefs import clock
+from mailprefs.config import parse_domain_limits
 from mailprefs.delivery import expand, outbox, test_copies
 from mailprefs.delivery.batch import BatchRows
 from mailprefs.delivery.message import MessageBuilder, message_settings
 from mailprefs.delivery.outbox import Claimed, RetryPolicy
-from mailprefs.delivery.pacing import (
-    DomainLimits,
-    RateLimit,
-    is_back_pressure,
-    parse_domain_limits,
-)
+from mailprefs.delivery.pacing import DomainLimits, RateLimit, is_back_pressure
 from mailprefs.delivery.pool import Done, Job, SendPool
 from mailprefs.delivery.sendtx import SendTransactions
 from mailprefs.delivery.transport import (

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mailprefs.config import ConfigError
+from mailprefs.config import ConfigError, parse_domain_limits
 from mailprefs.config import load as load_config
-from mailprefs.delivery.pacing import (
-    DomainLimits,
-    RateLimit,
-    Window,
-    is_back_pressure,
-    parse_domain_limits,
-)
+from mailprefs.delivery.pacing import DomainLimits, RateLimit, Window, is_back_pressure
 
 
 def test_the_window_probes_alone_then_halves_on_pushback_and_grows_by_one_a_round():
