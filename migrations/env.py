@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 import mailprefs.domain.models  # noqa: F401  (registers the tables)
+import mailprefs.domain.import_models  # noqa: F401
 import mailprefs.domain.outbox_models  # noqa: F401
 from mailprefs.db import Base
 

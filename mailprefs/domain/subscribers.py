@@ -324,6 +324,7 @@ def event_json(event: consent.ConsentEvent) -> dict[str, Any]:
         "topic": event.topic.slug if event.topic else None,
         "action": event.action.value,
         "source": event.source,
+        "source_detail": event.source_detail,
         "ip": event.ip,
         "user_agent": event.user_agent,
         "policy_version": event.policy_version,
