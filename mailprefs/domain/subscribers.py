@@ -15,6 +15,7 @@ from mailprefs.domain import audit, confirmations, consent, policies, suppressio
 from mailprefs.domain.addresses import address_hash, normalise
 from mailprefs.domain.consent import Evidence
 from mailprefs.domain.errors import Conflict, Gone, Invalid, NotFound
+from mailprefs.domain.hashed import meet as meet_hashed_suppression
 from mailprefs.domain.models import (
     ConsentAction,
     Subscriber,
@@ -114,7 +115,9 @@ def register(
     attributes = dict(attributes or {})
     check_age(attributes, clock.now().date())
     hashed = address_hash(address, hash_key)
-    blocking = suppression.active(session, hashed)
+    blocking = suppression.active(session, hashed) or meet_hashed_suppression(
+        session, address, hashed
+    )
     if blocking is not None and blocking.reason in NEVER_AGAIN:
         raise Conflict(
             "this address belonged to a person whose data was erased; it cannot be registered again"
