@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from mailprefs import clock
 from mailprefs.delivery import expand, outbox
+from mailprefs.delivery.importing import SLICE_SECONDS, run_imports
 from mailprefs.delivery.message import MessageBuilder, message_settings
 from mailprefs.delivery.outbox import Claimed, RetryPolicy
 from mailprefs.delivery.render import TemplateInvalid
@@ -168,6 +169,7 @@ class Worker:
         return total
 
     def run_due(self) -> Summary:
+        run_imports(self.app, self.worker_id, self.stop)
         summary = Summary(fired=self.fire_due())
         self.expand_all()
         if self.on_total:
@@ -183,9 +185,10 @@ class Worker:
         """The long-running worker: expand, drain, sleep when idle; stop on request."""
         try:
             while not self.stop.is_set():
+                imported = run_imports(self.app, self.worker_id, self.stop, SLICE_SECONDS)
                 self.expand_all()
                 done = self.drain()
-                if done.handled == 0:
+                if done.handled == 0 and not imported:
                     self.transport.close()  # do not hold an idle SMTP connection
                     self.stop.wait(idle_seconds)
         finally:

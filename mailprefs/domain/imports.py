@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from itertools import islice
@@ -162,7 +163,8 @@ def claim(db: Database, owner: str, lease_seconds: int, import_id: int | None = 
     now = clock.now()
     claimable = or_(
         Import.status == ImportStatus.QUEUED,
-        (Import.status == ImportStatus.RUNNING) & (Import.lease_until < now),
+        (Import.status == ImportStatus.RUNNING)
+        & ((Import.lease_until < now) | (Import.owner == owner)),
     )
     with db.transaction() as session:
         query = select(Import.id).where(claimable).order_by(Import.id).limit(1)
@@ -210,8 +212,11 @@ class Runner:
         self.batch_size, self.lease = batch_size, timedelta(seconds=lease_seconds)
         self.stop = stop or threading.Event()
         self.on_progress = on_progress
+        self.deadline: float | None = None
 
-    def run(self, import_id: int) -> ImportStatus:
+    def run(self, import_id: int, *, seconds: float | None = None) -> ImportStatus:
+        """Run until done (or for about `seconds`, keeping the lease to come back to it)."""
+        self.deadline = None if seconds is None else time.monotonic() + seconds
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 return self._run(import_id)
@@ -268,6 +273,8 @@ class Runner:
                 if self.stop.is_set():
                     self._release(import_id)
                     return ImportStatus.RUNNING
+                if self.deadline is not None and time.monotonic() > self.deadline:
+                    return ImportStatus.RUNNING  # our turn is over; the lease stays ours
                 batch = list(islice(records, self.batch_size))
                 status = self._commit_batch(row, ctx, batch)
                 if status is not ImportStatus.RUNNING or not batch:
@@ -365,17 +372,28 @@ class Runner:
 
 
 def run_pending(
-    db: Database, owner: str, *, stop: threading.Event | None = None, **settings: Any
+    db: Database,
+    owner: str,
+    *,
+    stop: threading.Event | None = None,
+    seconds: float | None = None,
+    **settings: Any,
 ) -> int:
-    """Run every claimable import, one after the other; how many were run."""
+    """Run claimable imports one after the other (for about `seconds` in all, if given,
+    so a worker goes back to sending in between); how many were worked on."""
     ran = 0
     runner = Runner(db, owner, stop=stop, **settings)
+    deadline = None if seconds is None else time.monotonic() + seconds
     while not runner.stop.is_set():
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return ran
         import_id = claim(db, owner, int(runner.lease.total_seconds()))
         if import_id is None:
             return ran
-        runner.run(import_id)
         ran += 1
+        if runner.run(import_id, seconds=left) == ImportStatus.RUNNING:
+            return ran
     return ran
 
 
