@@ -217,6 +217,12 @@ class Runner:
     def run(self, import_id: int, *, seconds: float | None = None) -> ImportStatus:
         """Run until done (or for about `seconds`, keeping the lease to come back to it)."""
         self.deadline = None if seconds is None else time.monotonic() + seconds
+        status = self._attempts(import_id)
+        if status in FINISHED:
+            discard_file(self.db, import_id)
+        return status
+
+    def _attempts(self, import_id: int) -> ImportStatus:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 return self._run(import_id)
@@ -369,6 +375,14 @@ class Runner:
             )
             self._finish(session, import_id, ImportStatus.FAILED, clock.now())
         return ImportStatus.FAILED
+
+
+def discard_file(db: Database, import_id: int) -> None:
+    """A finished import's upload holds addresses: it is not kept once it is done."""
+    with db.session(read_only=True) as session:
+        row = session.get(Import, import_id)
+        if row is not None and row.status in FINISHED:
+            Path(row.path).unlink(missing_ok=True)
 
 
 def run_pending(

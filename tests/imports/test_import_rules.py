@@ -212,3 +212,18 @@ def test_cancelling_midway_keeps_the_committed_batches_and_writes_nothing_more(a
     assert result["counts"]["rows"] == 4 and result["counts"]["created"] == 4
     state = everything(db)
     assert len(state["people"]) == 4 and len(state["events"]) == 4 and len(state["states"]) == 4
+
+
+def test_the_documented_example_file_imports_as_described(app, db, tmp_path):
+    """docs/examples/subscribers.csv: no errors; Jane confirmed on both topics, Lee
+    registered without consent, the old customer opted out."""
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "docs" / "examples" / "subscribers.csv"
+    result = run_import(app, tmp_path, example.read_bytes())
+    assert result["errors"] == [] and result["status"] == "done"
+    assert result["counts"]["created"] == 5 and result["counts"]["no_evidence"] == 1
+    assert result["counts"]["opt_outs"] == 2 and result["counts"]["consents"] == 4
+    assert _states(db, "jane.doe@example.com")["newsletter"] == "opted_in"
+    assert _states(db, "max@example.com")["newsletter"] == "pending"
+    assert _states(db, "old.customer@example.com")["offers"] == "opted_out"

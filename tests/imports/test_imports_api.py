@@ -65,6 +65,7 @@ def test_an_upload_is_queued_run_by_the_worker_and_reported(app, client, ops_key
     assert report.status_code == 200 and report.mimetype == "text/csv"
     rows = list(csv.reader(io.StringIO(report.get_data(as_text=True))))
     assert rows[0] == ["line", "field", "detail"] and rows[1][:2] == ["4", "email"]
+    assert os.listdir(app.config["MAILPREFS_IMPORT_DIR"]) == []  # the upload is not kept
 
 
 def test_idempotency_key_returns_the_first_import_and_refuses_another_file(client, ops_key):
@@ -125,6 +126,7 @@ def test_cancel_stops_a_queued_import_and_refuses_a_finished_one(app, client, op
     queued = post(client, ops_key, CSV).get_json()["id"]
     reply = client.post(f"/api/v1/imports/{queued}/cancel", headers=bearer(ops_key))
     assert reply.status_code == 200 and reply.get_json()["status"] == "cancelled"
+    assert os.listdir(app.config["MAILPREFS_IMPORT_DIR"]) == []
     Worker(app).run_due()
     assert everything(db)["people"] == []
     done = post(client, ops_key, CSV, query="?dry_run=true").get_json()["id"]

@@ -18,6 +18,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from mailprefs.domain import audit, imports
 from mailprefs.domain.errors import Conflict, Invalid
 from mailprefs.domain.import_read import FileProblem
+from mailprefs.extensions import get_db
 from mailprefs.web.api import api
 from mailprefs.web.api.auth import Call
 from mailprefs.web.api.idempotency import HEADER
@@ -263,4 +264,5 @@ def cancel_import(call: Call, public_id: str):
     )
     reply = ImportCreated(id=row.public_id, status=row.status.value)
     call.session.commit()
+    imports.discard_file(get_db(), row.id)
     return 200, reply
