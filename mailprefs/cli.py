@@ -149,6 +149,50 @@ def run_due(quiet: bool) -> None:
     )
 
 
+@group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--kind", type=click.Choice(["subscribers", "suppressions"]), default="subscribers")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "ndjson"]),
+    default=None,
+    help="Default: from the file name (.ndjson/.jsonl), else csv.",
+)
+@click.option("--dry-run", is_flag=True, help="Count and report; write nothing.")
+@click.option(
+    "--send-confirmations",
+    is_flag=True,
+    help="Queue a confirmation mail for each new pending double opt-in (never by default).",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar, only the summary.")
+def import_command(
+    file: str, kind: str, fmt: str | None, dry_run: bool, send_confirmations: bool, quiet: bool
+) -> None:
+    """Import subscribers (or suppressions) from a CSV or NDJSON file; see docs/imports.md."""
+    from mailprefs.delivery.importing import import_file
+
+    fmt = fmt or ("ndjson" if file.endswith((".ndjson", ".jsonl")) else "csv")
+    try:
+        view = import_file(
+            current_app._get_current_object(),
+            file,
+            kind=kind,
+            fmt=fmt,
+            dry_run=dry_run,
+            send_confirmations=send_confirmations,
+            progress=not quiet,
+        )
+    except DomainError as exc:
+        _fail(exc.detail)
+    counts = ", ".join(f"{k} {v}" for k, v in view["counts"].items())
+    click.echo(f"import {view['id']}: {view['status']}{' (dry run)' if dry_run else ''}; {counts}")
+    for problem in view["errors"]:
+        click.echo(f"  line {problem['line']}: {problem['field']}: {problem['detail']}", err=True)
+    if view["status"] != "done":
+        sys.exit(1)
+
+
 @group.command("worker")
 @click.option("--idle", type=float, default=None, help="Seconds to sleep when there is no work.")
 def worker_command(idle: float | None) -> None:

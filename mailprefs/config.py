@@ -207,6 +207,9 @@ _SETTINGS: dict[str, tuple[Any, Any]] = {
     "MAILPREFS_POLICY_VERSION": ("2011-07-06", str),
     "MAILPREFS_MAIL_CAPTURE_DIR": (None, str),
     "MAILPREFS_MAX_BODY_BYTES": ("1048576", lambda n, v: _int(n, v, 1024)),
+    "MAILPREFS_IMPORT_MAX_BYTES": ("1073741824", lambda n, v: _int(n, v, 1024)),
+    "MAILPREFS_IMPORT_DIR": (None, str),
+    "MAILPREFS_IMPORT_BATCH_SIZE": ("2000", lambda n, v: _int(n, v, 1)),
     "MAILPREFS_API_RATE_LIMIT": ("600 per minute", str),
     "MAILPREFS_RATELIMIT_STORAGE_URI": ("memory://", str),
     "MAILPREFS_UNSUBSCRIBE_MAX_AGE_DAYS": ("400", lambda n, v: _int(n, v, 1)),
@@ -306,6 +309,8 @@ def finalise(config: dict[str, Any], instance_path: Path) -> dict[str, Any]:
     if not config.get("MAILPREFS_HASH_KEY"):
         config["MAILPREFS_HASH_KEY"] = "derived:" + keys[-1]
 
+    if not config.get("MAILPREFS_IMPORT_DIR"):
+        config["MAILPREFS_IMPORT_DIR"] = str(instance_path / "imports")
     if not config.get("MAILPREFS_MAIL_CAPTURE_DIR"):
         config["MAILPREFS_MAIL_CAPTURE_DIR"] = str(instance_path / "mail")
     config["MAILPREFS_CAPTURE_MAIL"] = not config.get("MAIL_SERVER")

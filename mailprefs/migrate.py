@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from mailprefs import clock
 from mailprefs.config import MIGRATIONS_DIR
 from mailprefs.db import Database
+from mailprefs.domain import import_models  # noqa: F401  (registers the tables)
 from mailprefs.domain.outbox_models import PolicyKind, PolicyVersion
 from mailprefs.domain.topics import sync_topics
 

@@ -39,6 +39,7 @@ from mailprefs import clock
 from mailprefs.config import parse_domain_limits
 from mailprefs.delivery import expand, outbox, test_copies
 from mailprefs.delivery.batch import BatchRows
+from mailprefs.delivery.importing import SLICE_SECONDS, run_imports
 from mailprefs.delivery.message import MessageBuilder, message_settings
 from mailprefs.delivery.outbox import Claimed, RetryPolicy
 from mailprefs.delivery.pacing import DomainLimits, RateLimit, is_back_pressure
@@ -208,6 +209,7 @@ class Worker:
         return total
 
     def run_due(self) -> Summary:
+        run_imports(self.app, self.worker_id, self.stop)
         summary = Summary(fired=self.fire_due())
         self.expand_all()
         if self.on_total:
@@ -223,9 +225,10 @@ class Worker:
         """The long-running worker: expand, drain, sleep when idle; stop on request."""
         try:
             while not self.stop.is_set():
+                imported = run_imports(self.app, self.worker_id, self.stop, SLICE_SECONDS)
                 self.expand_all()
                 done = self.drain()
-                if done.handled == 0:
+                if done.handled == 0 and not imported:
                     self.pool.close()  # do not hold idle SMTP connections
                     self.stop.wait(idle_seconds)
         finally:

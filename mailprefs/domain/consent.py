@@ -52,6 +52,7 @@ class Evidence:
 
     source: str
     ip: str | None = None
+    source_detail: str | None = None
     user_agent: str | None = None
     actor: str | None = None
     occurred_at: datetime | None = None
@@ -127,6 +128,7 @@ def _append(
         topic_id=topic.id if topic else None,
         action=action,
         source=evidence.source,
+        source_detail=(evidence.source_detail or None) and evidence.source_detail[:1000],
         ip=evidence.ip,
         user_agent=(evidence.user_agent or None) and evidence.user_agent[:512],
         policy_version=policy_version_in_force(session, occurred),

@@ -88,6 +88,7 @@ def opt_out(
         "slug": slug,
         "v_action": ConsentAction.OPT_OUT,
         "v_source": evidence.source,
+        "v_source_detail": evidence.source_detail,
         "v_ip": evidence.ip,
         "v_user_agent": (evidence.user_agent or None) and evidence.user_agent[:512],
         "v_actor": evidence.actor,
@@ -185,7 +186,7 @@ _LOOKUP = (
 _POLICY = consent.in_force_query(bindparam("policy_at", type_=UTCDateTime())).scalar_subquery()
 _EVENT_VALUES = {
     name: _value(_events.c[name])
-    for name in ("action", "source", "ip", "user_agent", "actor", "context")
+    for name in ("action", "source", "source_detail", "ip", "user_agent", "actor", "context")
     + ("occurred_at", "recorded_at")
 }
 _STATE_VALUES = {name: _value(_states.c[name]) for name in ("state", "changed_at")}

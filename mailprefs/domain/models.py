@@ -165,6 +165,8 @@ class ConsentEvent(Base):
     topic_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id"))
     action: Mapped[ConsentAction] = mapped_column(str_enum(ConsentAction, "consent_action"))
     source: Mapped[str] = mapped_column(String(32))
+    # Free text naming the form, event, page or wording behind the consent.
+    source_detail: Mapped[str | None] = mapped_column(String(1000))
     ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(512))
     policy_version: Mapped[str | None] = mapped_column(String(64))

@@ -15,6 +15,7 @@ from mailprefs.domain import audit, confirmations, consent, erasure, policies, s
 from mailprefs.domain.addresses import address_hash, normalise
 from mailprefs.domain.consent import Evidence
 from mailprefs.domain.errors import Conflict, Gone, Invalid, NotFound
+from mailprefs.domain.hashed import meet as meet_hashed_suppression
 from mailprefs.domain.models import (
     ConsentAction,
     Subscriber,
@@ -127,7 +128,9 @@ def register(
     check_attributes(attributes)
     check_age(attributes, clock.now().date())
     hashed = address_hash(address, hash_key)
-    blocking = suppression.active(session, hashed)
+    blocking = suppression.active(session, hashed) or meet_hashed_suppression(
+        session, address, hashed
+    )
     if blocking is not None and blocking.reason in NEVER_AGAIN:
         raise Conflict(
             "this address belonged to a person whose data was erased; it cannot be registered again"
@@ -334,6 +337,7 @@ def event_json(event: consent.ConsentEvent) -> dict[str, Any]:
         "topic": event.topic.slug if event.topic else None,
         "action": event.action.value,
         "source": event.source,
+        "source_detail": event.source_detail,
         "ip": event.ip,
         "user_agent": event.user_agent,
         "policy_version": event.policy_version,

@@ -51,6 +51,8 @@ AdministrativeTopicSlug = Annotated[
 ]
 # No control characters: these strings can end up in headers and logs.
 Line = Annotated[str, StringConstraints(max_length=512, pattern=r"^[^\x00-\x1f\x7f]*$")]
+# Which form, event or wording: free text, on one line.
+SourceDetail = Annotated[str, StringConstraints(max_length=1000, pattern=r"^[^\x00-\x1f\x7f]*$")]
 AttributeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 # PostgreSQL cannot store NUL in text, and no mail needs one: refused everywhere.
 NO_NUL = r"^[^\x00]*$"
@@ -70,6 +72,9 @@ class ConsentIn(Strict):
 
     topic: MarketingTopicSlug
     source: Literal["api", "import", "web_form", "staff"]
+    source_detail: SourceDetail | None = Field(
+        default=None, description="which form, event or wording the consent came through"
+    )
     ip: IpAddress | None = None
     user_agent: Line | None = None
     at: AwareDatetime | None = Field(default=None, description="when consent was given")
@@ -113,6 +118,7 @@ class ConsentEventOut(BaseModel):
     topic: str | None
     action: str
     source: str
+    source_detail: str | None = None
     ip: str | None
     user_agent: str | None
     policy_version: str | None

@@ -31,6 +31,7 @@ def _evidence(call: Call, consent_in: ConsentIn) -> Evidence:
     # The IP and user agent are the person's, as the client saw them, never the client's.
     return Evidence(
         source=consent_in.source,
+        source_detail=consent_in.source_detail,
         ip=consent_in.ip,
         user_agent=consent_in.user_agent,
         actor=call.actor,

@@ -109,6 +109,8 @@ def evidence(source: str, payload: dict[str, Any], **context: Any) -> Evidence:
         context = {"campaign": payload["c"], **context}
     return Evidence(
         source=source,
+        # The page itself (its rule, never the token in the path) names where consent changed.
+        source_detail=f"{request.method} {request.url_rule.rule}" if request.url_rule else None,
         ip=request.remote_addr,
         user_agent=request.headers.get("User-Agent") or None,
         actor=ACTOR,

@@ -1,0 +1,449 @@
+"""Applying one batch of subscriber rows: a few bulk statements per batch, never the ORM
+per row (a million rows is the normal case).
+
+The rules are those of `consent.change`, applied to plain rows: an event is written only
+when it changes the projection, so importing the same file again writes nothing; and an
+imported consent never overrides a change recorded after it (someone who opted out
+since the list was exported stays out).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from mailprefs import clock
+from mailprefs.domain import confirmations, policies
+from mailprefs.domain.addresses import address_hash
+from mailprefs.domain.consent import standing, transition
+from mailprefs.domain.errors import Invalid
+from mailprefs.domain.hashed import EXTERNAL_REASONS
+from mailprefs.domain.import_models import HashedSuppression
+from mailprefs.domain.import_read import Record, Row, subscriber_row
+from mailprefs.domain.models import (
+    ConsentAction,
+    ConsentEvent,
+    Subscriber,
+    Suppression,
+    SuppressionReason,
+    Topic,
+    TopicKind,
+    TopicState,
+    TopicSubscription,
+    new_public_id,
+)
+from mailprefs.domain.outbox_models import PolicyVersion
+
+NEVER_AGAIN = {SuppressionReason.ERASED.value, SuppressionReason.UNDERAGE.value}
+LOOKUP_CHUNK = 500
+
+_people = Subscriber.__table__
+_events = ConsentEvent.__table__
+_states = TopicSubscription.__table__
+_suppressions = Suppression.__table__
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    id: int
+    slug: str
+    double_opt_in: bool
+
+
+class Seen:
+    """Who this file already touched: a bitmap of subscriber ids (an eighth of a byte per
+    person, so memory stays flat), saved with each checkpoint. A dry run writes no ids
+    that last, so it remembers address hashes instead."""
+
+    def __init__(self, saved: bytes | None, dry_run: bool) -> None:
+        self.bits = bytearray(zlib.decompress(saved)) if saved else bytearray()
+        self.hashes: set[str] | None = set() if dry_run else None
+
+    def has(self, person_id: int) -> bool:
+        byte = person_id >> 3
+        return byte < len(self.bits) and bool(self.bits[byte] & (1 << (person_id & 7)))
+
+    def add(self, person_id: int) -> None:
+        byte = person_id >> 3
+        if byte >= len(self.bits):
+            self.bits.extend(bytes(byte + 1 - len(self.bits) + 4096))
+        self.bits[byte] |= 1 << (person_id & 7)
+
+    def dump(self) -> bytes:
+        return zlib.compress(bytes(self.bits), 1)
+
+
+@dataclass
+class Context:
+    """What every batch of one import needs, loaded once."""
+
+    import_id: int
+    public_id: str
+    sha256: str
+    actor: str
+    hash_key: str
+    topics: dict[str, TopicInfo]
+    policies: list[tuple[datetime, str]]
+    seen: Seen
+    counts: dict[str, int]
+    dry_run: bool = False
+    send_confirmations: bool = False
+    open_broadcasts: bool = False
+    hashed_suppressions: bool = False
+    problems: list[tuple[int, str, str]] = field(default_factory=list)
+
+    def policy_at(self, at: datetime) -> str | None:
+        i = bisect.bisect_right(self.policies, (at, "\uffff"))
+        return self.policies[i - 1][1] if i else None
+
+    def problem(self, line: int, field_name: str, detail: str, count: str = "invalid") -> None:
+        self.counts[count] += 1
+        self.problems.append((line, field_name[:64], detail[:500]))
+
+
+def load_context(session: Session, **values: Any) -> Context:
+    topics = {
+        t.slug: TopicInfo(t.id, t.slug, t.double_opt_in)
+        for t in session.scalars(
+            select(Topic).where(Topic.active, Topic.kind == TopicKind.MARKETING)
+        )
+    }
+    versions = sorted(
+        session.execute(standing(select(PolicyVersion.effective_at, PolicyVersion.version))).all()
+    )
+    return Context(topics=topics, policies=[(v[0], v[1]) for v in versions], **values)
+
+
+def check_topics(row: Row, topics: dict[str, TopicInfo], field_name: str) -> None:
+    for slug in row.topics:
+        if slug not in topics:
+            raise Invalid.field(
+                field_name, f"unknown or administrative topic {slug!r} (marketing topics only)"
+            )
+
+
+def _chunks(items: list[Any]) -> list[list[Any]]:
+    return [items[i : i + LOOKUP_CHUNK] for i in range(0, len(items), LOOKUP_CHUNK)]
+
+
+def _upsert(session: Session):
+    return (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert
+
+
+def known_blocks(session: Session, ctx: Context, rows: list[tuple[Row, str]]) -> dict[str, str]:
+    """Active suppressions of these addresses (turning hashed ones into keyed ones)."""
+    hashes = list({h for _, h in rows})
+    blocked: dict[str, str] = {}
+    for part in _chunks(hashes):
+        blocked.update(
+            session.execute(
+                select(Suppression.email_hash, Suppression.reason).where(
+                    Suppression.email_hash.in_(part), Suppression.lifted_at.is_(None)
+                )
+            ).all()
+        )
+    if ctx.hashed_suppressions:
+        plain = {hashlib.sha256(r.email.encode()).hexdigest(): h for r, h in rows}
+        for part in _chunks(list(plain)):
+            for sha, reason in session.execute(
+                select(HashedSuppression.sha256, HashedSuppression.reason).where(
+                    HashedSuppression.sha256.in_(part)
+                )
+            ):
+                keyed = plain[sha]
+                if keyed not in blocked:
+                    blocked[keyed] = suppress(session, keyed, reason, ctx)
+    return {h: str(getattr(r, "value", r)) for h, r in blocked.items()}
+
+
+def suppress(session: Session, keyed_hash: str, reason: str, ctx: Context) -> str:
+    """Add a keyed suppression from an import (kept if one is already active)."""
+    ours = EXTERNAL_REASONS[reason]
+    session.execute(
+        _upsert(session)(_suppressions)
+        .values(
+            email_hash=keyed_hash,
+            reason=ours.value,
+            source="import",
+            evidence={"import": ctx.public_id, "sha256": ctx.sha256, "reason": reason},
+            created_at=clock.now(),
+            created_by=ctx.actor,
+        )
+        .on_conflict_do_nothing(
+            index_elements=["email_hash"], index_where=Suppression.lifted_at.is_(None)
+        )
+    )
+    return ours.value
+
+
+def apply_batch(session: Session, ctx: Context, records: list[Record]) -> None:
+    """Apply one batch; the caller commits it with the checkpoint."""
+    now = clock.now()
+    rows: list[tuple[Row, str]] = []
+    for record in records:
+        ctx.counts["rows"] += 1
+        if record.values is None:
+            ctx.problem(record.line, "row", record.problem or "unreadable row")
+            continue
+        try:
+            row = subscriber_row(record, now)
+            check_topics(row, ctx.topics, "topics" if "topics" in record.values else "topic")
+        except Invalid as exc:
+            where = exc.errors[0]["field"] if exc.errors else "row"
+            ctx.problem(record.line, where, exc.detail)
+            continue
+        rows.append((row, address_hash(row.email, ctx.hash_key)))
+    if not rows:
+        return
+    existing: dict[str, list[Any]] = {}
+    for part in _chunks(list({h for _, h in rows})):
+        for r in session.execute(
+            select(
+                _people.c.id, _people.c.email_hash, _people.c.status, _people.c.attributes
+            ).where(_people.c.email_hash.in_(part))
+        ):
+            # [id, status, attributes, attributes changed, created by this batch]
+            existing[r.email_hash] = [r.id, r.status, dict(r.attributes or {}), False, False]
+    blocked = known_blocks(session, ctx, rows)
+    kept, new_people = _people_of(ctx, rows, existing, blocked, now)
+    ids = _insert_people(session, new_people)
+    for h, person_id in ids.items():
+        existing[h] = [person_id, "active", new_people[h]["attributes"], False, True]
+    _write_consents(session, ctx, kept, existing, now)
+    if ctx.open_broadcasts:
+        for person_id in ids.values():
+            policies.notify_newcomer(session, session.get(Subscriber, person_id))
+    for person_id in {existing[h][0] for _, h, _ in kept}:
+        ctx.seen.add(person_id)
+
+
+def _people_of(
+    ctx: Context,
+    rows: list[tuple[Row, str]],
+    existing: dict[str, list[Any]],
+    blocked: dict[str, str],
+    now: datetime,
+) -> tuple[list[tuple[Row, str, bool]], dict[str, dict[str, Any]]]:
+    """Decide each row's person (existing or new) and count; returns the rows to apply,
+    each with whether it changed an existing person's attributes."""
+    kept: list[tuple[Row, str, bool]] = []
+    new_people: dict[str, dict[str, Any]] = {}
+    in_batch: set[str] = set()
+    for row, h in rows:
+        reason = blocked.get(h)
+        if reason in NEVER_AGAIN:
+            ctx.problem(
+                row.line,
+                "email",
+                "this address belonged to a person whose data was erased; it is never "
+                "registered again",
+                count="erased",
+            )
+            continue
+        person = existing.get(h)
+        deactivated = person is not None and person[1] == "deactivated"
+        if deactivated and row.status == "opted_in" and row.topics:
+            ctx.problem(
+                row.line,
+                "status",
+                "this person opted out entirely; only registering again themselves "
+                "opts them in again",
+            )
+            continue
+        dry_seen = ctx.seen.hashes is not None and h in ctx.seen.hashes
+        if h in in_batch or dry_seen or (person is not None and ctx.seen.has(person[0])):
+            ctx.counts["duplicates"] += 1
+        if reason is not None:
+            ctx.counts["suppressed"] += 1
+        in_batch.add(h)
+        if ctx.seen.hashes is not None:
+            ctx.seen.hashes.add(h)
+        if person is None:
+            fresh = new_people.get(h)
+            if fresh is None:
+                new_people[h] = {
+                    "public_id": new_public_id(),
+                    "email": row.email,
+                    "email_hash": h,
+                    "attributes": dict(row.attributes),
+                    "status": "active",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                if not dry_seen:
+                    ctx.counts["created"] += 1
+            else:
+                fresh["attributes"].update(row.attributes)
+        changed = False
+        if person is not None and row.attributes:
+            merged = {**person[2], **row.attributes}
+            if merged != person[2]:
+                person[2], person[3], changed = merged, True, True
+        kept.append((row, h, changed))
+    return kept, new_people
+
+
+def _insert_people(session: Session, new_people: dict[str, dict[str, Any]]) -> dict[str, int]:
+    if not new_people:
+        return {}
+    result = session.execute(
+        insert(_people).returning(_people.c.id, _people.c.email_hash, sort_by_parameter_order=True),
+        list(new_people.values()),
+    )
+    return {r.email_hash: r.id for r in result}
+
+
+def _write_consents(
+    session: Session,
+    ctx: Context,
+    kept: list[tuple[Row, str, bool]],
+    people: dict[str, list[Any]],
+    now: datetime,
+) -> None:
+    ids = [p[0] for p in people.values()]
+    states: dict[tuple[int, int], tuple[str, datetime | None]] = {}
+    for part in _chunks(ids):
+        for r in session.execute(
+            select(
+                _states.c.subscriber_id, _states.c.topic_id, _states.c.state, _states.c.changed_at
+            ).where(_states.c.subscriber_id.in_(part))
+        ):
+            states[(r.subscriber_id, r.topic_id)] = (r.state, r.changed_at)
+    events: list[dict[str, Any]] = []
+    touched: set[int] = set()
+    for row, h, attributes_changed in kept:
+        person_id, created = people[h][0], people[h][4]
+        wrote = attributes_changed
+        if row.topics and row.status == "opted_in" and not row.has_evidence:
+            ctx.counts["no_evidence"] += 1
+        elif row.topics:
+            wrote = _plan_row(ctx, row, person_id, states, events, now) or wrote
+        if wrote and person_id not in touched:
+            touched.add(person_id)
+            # Once per person: one created or already seen earlier in this file is not "updated".
+            ctx.counts["updated"] += not created and not ctx.seen.has(person_id)
+    _flush_events(session, ctx, events)
+    changed = [
+        {"b_id": p[0], "b_attributes": p[2], "b_now": now}
+        for p in people.values()
+        if not p[4] and (p[3] or p[0] in touched)
+    ]
+    if changed:
+        session.execute(
+            update(_people)
+            .where(_people.c.id == bindparam("b_id"))
+            .values(
+                attributes=bindparam("b_attributes", type_=_people.c.attributes.type),
+                updated_at=bindparam("b_now", type_=_people.c.updated_at.type),
+            )
+            .execution_options(synchronize_session=False),
+            changed,
+        )
+
+
+def _plan_row(
+    ctx: Context,
+    row: Row,
+    person_id: int,
+    states: dict[tuple[int, int], tuple[str, datetime | None]],
+    events: list[dict[str, Any]],
+    now: datetime,
+) -> bool:
+    """The events of one row's consents (appended to `events`); whether any was new."""
+    step = ConsentAction.OPT_OUT if row.status == "opted_out" else ConsentAction.OPT_IN
+    wrote = False
+    for slug in row.topics:
+        topic = ctx.topics[slug]
+        plan = [(step, row.consent_at or now)]
+        if step == ConsentAction.OPT_IN and topic.double_opt_in and row.confirmed_at:
+            plan.append((ConsentAction.CONFIRM, row.confirmed_at))
+        for action, at in plan:
+            key = (person_id, topic.id)
+            before, changed_at = states.get(key, (TopicState.NONE.value, None))
+            if changed_at is not None and changed_at > at:
+                continue  # a later change was recorded: an older consent does not undo it
+            after = transition(TopicState(before), action, topic.double_opt_in).value
+            if after == before:
+                continue
+            states[key] = (after, at)
+            events.append(_event(ctx, row, person_id, topic, action, at, after, now))
+            if action == ConsentAction.OPT_OUT:
+                ctx.counts["opt_outs"] += 1
+            elif action == ConsentAction.OPT_IN:
+                ctx.counts["consents"] += 1
+            wrote = True
+    return wrote
+
+
+def _event(
+    ctx: Context,
+    row: Row,
+    person_id: int,
+    topic: TopicInfo,
+    action: ConsentAction,
+    at: datetime,
+    after: str,
+    now: datetime,
+) -> dict[str, Any]:
+    return {
+        "subscriber_id": person_id,
+        "topic_id": topic.id,
+        "action": action.value,
+        "source": row.source or "import",
+        "source_detail": row.source_detail,
+        "ip": row.ip,
+        "user_agent": row.user_agent,
+        "policy_version": row.policy_version or ctx.policy_at(at),
+        "actor": ctx.actor,
+        "context": {"import": ctx.public_id, "sha256": ctx.sha256, "line": row.line},
+        "occurred_at": at,
+        "recorded_at": now,
+        "_state": after,
+    }
+
+
+def _flush_events(session: Session, ctx: Context, events: list[dict[str, Any]]) -> None:
+    if not events:
+        return
+    states = [e.pop("_state") for e in events]
+    result = session.execute(
+        insert(_events).returning(_events.c.id, sort_by_parameter_order=True), events
+    )
+    latest: dict[tuple[int, int], dict[str, Any]] = {}
+    for event_id, event, state in zip(result.scalars(), events, states, strict=True):
+        latest[(event["subscriber_id"], event["topic_id"])] = {
+            "subscriber_id": event["subscriber_id"],
+            "topic_id": event["topic_id"],
+            "state": state,
+            "changed_at": event["occurred_at"],
+            "event_id": event_id,
+        }
+    statement = _upsert(session)(_states)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["subscriber_id", "topic_id"],
+            set_={
+                "state": statement.excluded.state,
+                "changed_at": statement.excluded.changed_at,
+                "event_id": statement.excluded.event_id,
+            },
+        ),
+        list(latest.values()),
+    )
+    if ctx.send_confirmations and not ctx.dry_run:
+        for (person_id, topic_id), values in latest.items():
+            if values["state"] == TopicState.PENDING.value:
+                confirmations.request(
+                    session,
+                    session.get(Subscriber, person_id),
+                    session.get(Topic, topic_id),
+                    ctx.actor,
+                )

@@ -1,0 +1,268 @@
+"""Imports: `POST /api/v1/imports` stores the body on disk (streamed, never in memory),
+checks it whole and queues it; the worker runs it. Status, the error report, cancel."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from flask import Response, current_app, request, stream_with_context
+from pydantic import BaseModel, Field
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from mailprefs.domain import audit, imports
+from mailprefs.domain.errors import Conflict, Invalid
+from mailprefs.domain.import_read import FileProblem
+from mailprefs.extensions import get_db
+from mailprefs.web.api import api
+from mailprefs.web.api.auth import Call
+from mailprefs.web.api.idempotency import HEADER
+from mailprefs.web.problems import problem
+
+OPS = ("ops",)
+FORMATS = {"text/csv": "csv", "application/x-ndjson": "ndjson"}
+CHUNK = 1 << 16
+ImportStatusName = Literal["queued", "running", "done", "failed", "cancelled"]
+
+QUERY = [
+    {
+        "name": "kind",
+        "in": "query",
+        "required": False,
+        "description": "subscribers (default) or suppressions",
+        "schema": {"type": "string", "enum": ["subscribers", "suppressions"]},
+    },
+    {
+        "name": "dry_run",
+        "in": "query",
+        "required": False,
+        "description": "count and report, write nothing",
+        "schema": {"type": "boolean"},
+    },
+    {
+        "name": "send_confirmations",
+        "in": "query",
+        "required": False,
+        "description": "queue a confirmation mail for each new pending double opt-in "
+        "(sent at the worker's configured rate); off by default",
+        "schema": {"type": "boolean"},
+    },
+]
+
+
+class ImportCreated(BaseModel):
+    id: str
+    status: ImportStatusName
+
+
+class ImportCounts(BaseModel):
+    rows: int
+    created: int
+    updated: int
+    consents: int
+    opt_outs: int
+    no_evidence: int
+    erased: int
+    suppressed: int
+    duplicates: int
+    invalid: int
+
+
+class ImportRowError(BaseModel):
+    line: int
+    field: str
+    detail: str
+
+
+class ImportOut(BaseModel):
+    id: str
+    kind: Literal["subscribers", "suppressions"]
+    status: ImportStatusName
+    dry_run: bool
+    sha256: str
+    size: int = Field(description="bytes in the file")
+    done_bytes: int = Field(description="bytes imported so far (progress)")
+    counts: ImportCounts
+    errors: list[ImportRowError] = Field(description="the first 100 rejected rows")
+    error: str | None = Field(description="why the import failed, when it did")
+    created_at: Any
+    started_at: Any
+    finished_at: Any
+
+
+def _flag(name: str) -> bool:
+    raw = request.args.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise Invalid.field(name, "must be true or false")
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def store_upload(stream: Any, directory: str, limit: int, suffix: str) -> str:
+    """Copy a request body to a new file, chunk by chunk; 413 past `limit` bytes."""
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{secrets.token_hex(12)}.{suffix}"
+    written = 0
+    try:
+        with open(path, "wb") as out:
+            while chunk := stream.read(CHUNK):
+                written += len(chunk)
+                if written > limit:
+                    raise RequestEntityTooLarge()
+                out.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return str(path)
+
+
+@api.route(
+    "/imports",
+    "POST",
+    summary="Upload a CSV or NDJSON file to import (subscribers or suppressions)",
+    description="The body is stored as it arrives and checked whole before anything is "
+    "queued: a file that cannot be imported (not UTF-8, no `email` column, duplicate or "
+    "unknown columns, not CSV) answers 422 naming the line. Answers 202; the worker runs "
+    "the import. Bodies above MAILPREFS_IMPORT_MAX_BYTES answer 413. See docs/imports.md.",
+    roles=OPS,
+    responses={202: ImportCreated},
+    errors=(409,),
+    body_types=tuple(FORMATS),
+    headers=[HEADER, *QUERY],
+    tag="imports",
+)
+def create_import(call: Call):
+    fmt = FORMATS.get(request.mimetype or "")
+    if fmt is None:
+        return problem(415, "send the file as text/csv or application/x-ndjson")
+    kind = request.args.get("kind", "subscribers")
+    if kind not in ("subscribers", "suppressions"):
+        raise Invalid.field("kind", "must be subscribers or suppressions")
+    dry_run, send = _flag("dry_run"), _flag("send_confirmations")
+    key = call.header("Idempotency-Key")
+    if key is not None and not 0 < len(key) <= 255:
+        raise Invalid.field("Idempotency-Key", "1 to 255 characters")
+    config = current_app.config
+    limit = config["MAILPREFS_IMPORT_MAX_BYTES"]
+    request.max_content_length = limit  # this route alone takes large bodies
+    path = store_upload(request.stream, config["MAILPREFS_IMPORT_DIR"], limit, fmt)
+    try:
+        if key is not None:
+            first = imports.by_idempotency_key(call.session, call.actor, key)
+            if first is not None:
+                same = (kind, dry_run, file_sha256(path)) == (
+                    first.kind.value,
+                    first.dry_run,
+                    first.sha256,
+                )
+                Path(path).unlink(missing_ok=True)
+                if not same:
+                    raise Conflict("this Idempotency-Key was used for another file or kind")
+                return 202, ImportCreated(id=first.public_id, status=first.status.value)
+        row = imports.submit(
+            call.session,
+            path=path,
+            kind=kind,
+            fmt=fmt,
+            actor=call.actor,
+            dry_run=dry_run,
+            send_confirmations=send,
+            idempotency_key=key,
+        )
+    except FileProblem as exc:
+        Path(path).unlink(missing_ok=True)
+        return problem(
+            422,
+            exc.detail,
+            errors=[{"field": exc.field, "detail": exc.detail, "line": str(exc.line)}],
+        )
+    except BaseException:
+        Path(path).unlink(missing_ok=True)
+        raise
+    audit.record(
+        call.session, call.actor, "import.create", target_type="import", target_id=row.public_id
+    )
+    reply = ImportCreated(id=row.public_id, status=row.status.value)
+    call.session.commit()
+    return 202, reply
+
+
+@api.route(
+    "/imports/<public_id>",
+    "GET",
+    summary="An import's status, counts and first 100 errors",
+    roles=OPS,
+    responses={200: ImportOut},
+    tag="imports",
+)
+def get_import(call: Call, public_id: str):
+    row = imports.find(call.session, public_id)
+    return 200, ImportOut(**imports.view(call.session, row))
+
+
+@api.route(
+    "/imports/<public_id>/errors",
+    "GET",
+    summary="Every rejected row as CSV: line,field,detail",
+    roles=OPS,
+    responses={200: None},
+    tag="imports",
+)
+def import_errors(call: Call, public_id: str):
+    row = imports.find(call.session, public_id)
+    session = call.session
+
+    def lines() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["line", "field", "detail"])
+        for p in imports.all_errors(session, row):
+            writer.writerow([p.line, p.field, p.detail])
+            if buffer.tell() > CHUNK:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    response = Response(stream_with_context(lines()), mimetype="text/csv")
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="import-{public_id}-errors.csv"'
+    )
+    return response
+
+
+@api.route(
+    "/imports/<public_id>/cancel",
+    "POST",
+    summary="Stop an import: what was committed stays, nothing half-written",
+    description="A queued import is cancelled at once; a running one stops before its "
+    "next batch. A finished import answers 409.",
+    roles=OPS,
+    responses={200: ImportCreated},
+    errors=(409,),
+    tag="imports",
+)
+def cancel_import(call: Call, public_id: str):
+    row = imports.cancel(call.session, imports.find(call.session, public_id))
+    audit.record(
+        call.session, call.actor, "import.cancel", target_type="import", target_id=public_id
+    )
+    reply = ImportCreated(id=row.public_id, status=row.status.value)
+    call.session.commit()
+    imports.discard_file(get_db(), row.id)
+    return 200, reply
