@@ -77,6 +77,13 @@ def _float(name: str, raw: str) -> float:
     return value
 
 
+def _rate(name: str, raw: str) -> float:
+    value = _float(name, raw)
+    if value > 1:
+        raise ConfigError(f"{name} is a fraction (0.003 is 0.3%), at most 1")
+    return value
+
+
 def _hour(name: str, raw: str) -> int:
     value = _int(name, raw, 0)
     if value > 23:
@@ -126,6 +133,10 @@ _SETTINGS: dict[str, tuple[Any, Any]] = {
     "MAILPREFS_PROXY_COUNT": ("0", lambda n, v: _int(n, v, 0)),
     "MAILPREFS_SOFT_BOUNCE_LIMIT": ("3", lambda n, v: _int(n, v, 1)),
     "MAILPREFS_SOFT_BOUNCE_DAYS": ("7", lambda n, v: _int(n, v, 1)),
+    "MAILPREFS_COMPLAINT_RATE_LIMIT": ("0.003", _rate),
+    "MAILPREFS_BOUNCE_RATE_LIMIT": ("0.05", _rate),
+    "MAILPREFS_RATE_MIN_SAMPLE": ("1000", lambda n, v: _int(n, v, 1)),
+    "MAILPREFS_RATE_WINDOW_DAYS": ("7", lambda n, v: _int(n, v, 1)),
     "MAILPREFS_SCHEDULER_LEASE_SECONDS": ("15", lambda n, v: _int(n, v, 2)),
     "MAILPREFS_SCHEDULER_TICK_SECONDS": ("5", lambda n, v: _int(n, v, 1)),
     "MAILPREFS_HOUSEKEEPING_MINUTES": ("10", lambda n, v: _int(n, v, 1)),

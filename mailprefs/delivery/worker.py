@@ -42,6 +42,7 @@ from mailprefs.delivery.transport import (
 )
 from mailprefs.delivery.types import CampaignInfo, RecipientInfo
 from mailprefs.domain import campaigns as campaign_rules
+from mailprefs.domain import reputation
 from mailprefs.domain.addresses import address_hash
 from mailprefs.domain.outbox_models import Campaign
 from mailprefs.extensions import get_db, get_tokens
@@ -117,6 +118,8 @@ class Worker:
             max_attempts=config["MAILPREFS_MAX_ATTEMPTS"],
         )
         self.settings = message_settings(config)
+        self.limits = reputation.Limits.from_config(config)
+        self._refused_in: set[int] = set()  # campaigns with a recipient refused this batch
         self._campaigns: dict[int, _CampaignContext] = {}
         self.relay_down = False
         self._next_send_at = 0.0
@@ -250,7 +253,16 @@ class Worker:
                 relay_failures = relay_failures + 1 if pending.relay_failed else 0
             self._record(tx, pending, summary)
             tx.commit()
+        self._judge()
         return summary
+
+    def _judge(self) -> None:
+        """Refusals by the relay are hard bounces: once a batch, let the reputation guard
+        judge the campaigns that had some (it pauses one whose bounce rate is too high)."""
+        if self._refused_in:
+            with self.db.transaction() as session:
+                reputation.check_campaigns(session, self._refused_in, self.limits)
+            self._refused_in.clear()
 
     def _send(self, item: Claimed, context: _CampaignContext, decision: Any, recipient) -> _Outcome:
         try:
@@ -307,6 +319,8 @@ class Worker:
                 email_hash=outcome.email_hash,
                 now=now,
             )
+        if outcome.recipient_refused:
+            self._refused_in.add(outcome.item.campaign_id)
         summary.failed += 1
 
     def _context(self, campaign_id: int) -> _CampaignContext:

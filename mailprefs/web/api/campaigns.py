@@ -9,7 +9,7 @@ from mailprefs.delivery.message import MessageBuilder, message_settings
 from mailprefs.delivery.render import placeholder_attributes
 from mailprefs.delivery.transport import DeliveryError, transport_for
 from mailprefs.delivery.types import CampaignInfo, RecipientInfo
-from mailprefs.domain import addresses, campaigns, gate
+from mailprefs.domain import addresses, campaigns, gate, reputation
 from mailprefs.domain.errors import Forbidden, Invalid
 from mailprefs.domain.models import TopicKind
 from mailprefs.domain.outbox_models import Campaign
@@ -42,7 +42,13 @@ def campaign_out(call: Call, campaign: Campaign) -> CampaignOut:
         created_at=campaign.created_at,
         started_at=campaign.started_at,
         finished_at=campaign.finished_at,
-        stats=campaigns.stats(call.session, campaign),
+        pause_reason=campaign.pause_reason if campaign.status.value == "paused" else None,
+        stats={
+            **campaigns.stats(call.session, campaign),
+            **reputation.summary(
+                call.session, campaign, reputation.Limits.from_config(current_app.config)
+            ),
+        },
     )
 
 

@@ -19,7 +19,7 @@ from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
 from mailprefs import clock
-from mailprefs.domain import bounces, dsn, idempotency
+from mailprefs.domain import bounces, dsn, idempotency, reputation
 from mailprefs.web.api import api
 from mailprefs.web.api.auth import Call, authenticate
 from mailprefs.web.api.idempotency import HEADER, once
@@ -191,7 +191,7 @@ def receive_bounces(call: Call):
     actor = call.actor if signature is None else "webhook"
 
     def produce() -> tuple[int, EventsAccepted]:
-        outcome = bounces.ingest(
+        outcome = reputation.ingest(
             call.session,
             events,
             hash_key=config["MAILPREFS_HASH_KEY"],
@@ -199,6 +199,7 @@ def receive_bounces(call: Call):
                 config["MAILPREFS_SOFT_BOUNCE_LIMIT"], config["MAILPREFS_SOFT_BOUNCE_DAYS"]
             ),
             actor=actor,
+            limits=reputation.Limits.from_config(config),
         )
         return 202, EventsAccepted(**outcome.as_dict())
 
