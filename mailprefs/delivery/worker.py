@@ -41,6 +41,7 @@ from mailprefs.delivery.transport import (
     transport_for,
 )
 from mailprefs.delivery.types import CampaignInfo, RecipientInfo
+from mailprefs.delivery.webhooks import WebhookSender
 from mailprefs.domain import campaigns as campaign_rules
 from mailprefs.domain import reputation
 from mailprefs.domain.addresses import address_hash
@@ -63,6 +64,7 @@ class Summary:
     failed: int = 0
     retrying: int = 0
     skipped: int = 0
+    webhooks: int = 0  # requests made to webhook endpoints
 
     def add(self, other: Summary) -> None:
         for name in ("fired", "sent", "blocked", "failed", "retrying", "skipped"):
@@ -119,6 +121,7 @@ class Worker:
         )
         self.settings = message_settings(config)
         self.limits = reputation.Limits.from_config(config)
+        self.webhooks = WebhookSender.from_config(self.db, config, self.worker_id)
         self._refused_in: set[int] = set()  # campaigns with a recipient refused this batch
         self._campaigns: dict[int, _CampaignContext] = {}
         self.relay_down = False
@@ -180,6 +183,7 @@ class Worker:
             summary.add(self.drain())
         finally:
             self.transport.close()
+        summary.webhooks = self.webhooks.drain()
         return summary
 
     def run_forever(self, idle_seconds: float) -> None:
@@ -188,7 +192,8 @@ class Worker:
             while not self.stop.is_set():
                 self.expand_all()
                 done = self.drain()
-                if done.handled == 0:
+                hooks = self.webhooks.run_once()
+                if done.handled == 0 and hooks == 0:
                     self.transport.close()  # do not hold an idle SMTP connection
                     self.stop.wait(idle_seconds)
         finally:

@@ -25,4 +25,12 @@ def openapi_document():
     return jsonify(document)
 
 
-from mailprefs.web.api import campaigns, events, messages, policies, subscribers, topics  # noqa: E402,F401
+from mailprefs.web.api import (  # noqa: E402,F401
+    campaigns,
+    events,
+    messages,
+    policies,
+    subscribers,
+    topics,
+    webhooks,
+)

@@ -106,4 +106,5 @@ from mailprefs.web.dashboard import (  # noqa: E402,F401
     policies,
     reputation,
     suppressions,
+    webhooks,
 )
