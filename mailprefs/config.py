@@ -137,6 +137,8 @@ _SETTINGS: dict[str, tuple[Any, Any]] = {
     "MAILPREFS_BOUNCE_RATE_LIMIT": ("0.05", _rate),
     "MAILPREFS_RATE_MIN_SAMPLE": ("1000", lambda n, v: _int(n, v, 1)),
     "MAILPREFS_RATE_WINDOW_DAYS": ("7", lambda n, v: _int(n, v, 1)),
+    "MAILPREFS_BOUNCE_DOMAIN": (None, str),
+    "MAILPREFS_FEEDBACK_SENDER_ID": ("mailprefs", str),
     "MAILPREFS_WEBHOOK_TIMEOUT_SECONDS": ("10", _float),
     "MAILPREFS_WEBHOOK_RETRY_BASE_SECONDS": ("30", _float),
     "MAILPREFS_WEBHOOK_RETRY_MAX_SECONDS": ("3600", _float),

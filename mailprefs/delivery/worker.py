@@ -272,7 +272,9 @@ class Worker:
     def _send(self, item: Claimed, context: _CampaignContext, decision: Any, recipient) -> _Outcome:
         try:
             message = context.builder.build(
-                RecipientInfo(recipient.public_id, recipient.email, recipient.attributes)
+                RecipientInfo(
+                    recipient.public_id, recipient.email, recipient.attributes, delivery_id=item.id
+                )
             )
         except (ValueError, TemplateInvalid) as exc:
             # This person's data cannot make a valid message (an address that needs

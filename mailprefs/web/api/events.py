@@ -19,7 +19,7 @@ from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
 from mailprefs import clock
-from mailprefs.domain import bounces, dsn, idempotency, reputation
+from mailprefs.domain import bounces, idempotency, reputation, verp
 from mailprefs.web.api import api
 from mailprefs.web.api.auth import Call, authenticate
 from mailprefs.web.api.idempotency import HEADER, once
@@ -130,20 +130,10 @@ def verify_signature(raw: bytes) -> str:
     return expected.removeprefix("sha256=")
 
 
-def _events(raw: bytes) -> list[bounces.Event] | tuple[int, list[dict[str, str]]]:
+def _events(call: Call, raw: bytes) -> list[bounces.Event] | tuple[int, list[dict[str, str]]]:
     if request.mimetype == "message/rfc822":
-        return [
-            bounces.Event(
-                type=r.type,
-                email=r.email,
-                bounce=r.bounce,
-                diagnostic=r.diagnostic,
-                at=r.at,
-                message_id=r.message_id,
-                source=r.source,
-            )
-            for r in dsn.parse(raw)
-        ]
+        # A VERP return path names the delivery; else what the report says (domain.verp).
+        return verp.events_of(call.session, raw, verp.addresses_for(current_app.config))
     try:
         body = EventsIn.model_validate_json(raw or b"")
     except ValidationError as exc:
@@ -182,7 +172,7 @@ def receive_bounces(call: Call):
         signature = verify_signature(raw)
     if request.mimetype not in BODY_TYPES:
         return problem(415, f"send the body as {' or '.join(BODY_TYPES)}")
-    events = _events(raw)
+    events = _events(call, raw)
     if isinstance(events, tuple):
         status, errors = events
         detail = "the body is not valid JSON" if status == 400 else "invalid input"
