@@ -7,7 +7,7 @@ FLASK := $(BIN)/flask --app wsgi
 PORT ?= 5000
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install run test test-sqlite test-browser bench lint format pg clean
+.PHONY: install run test test-sqlite test-browser bench lint format pg dovecot clean
 
 install: $(VENV)/.installed
 
@@ -45,6 +45,11 @@ format: install
 # Start this machine's PostgreSQL and create the role and database the tests look for.
 pg:
 	.ci/postgres
+
+# A private Dovecot (IMAPS, self-signed, one user) to try `mailprefs fetch-bounces` by
+# hand; prints the MAILPREFS_BOUNCE_IMAP_* settings to use. The tests start their own.
+dovecot: install
+	$(BIN)/python -m tests.support.dovecot
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache test-artifacts

@@ -193,6 +193,24 @@ def import_command(
         sys.exit(1)
 
 
+@group.command("fetch-bounces")
+def fetch_bounces() -> None:
+    """Read the bounce mailbox (MAILPREFS_BOUNCE_IMAP_URL) once: record each DSN and ARF
+    report, delete what was recorded, move the rest aside."""
+    from mailprefs.config import ConfigError
+    from mailprefs.delivery.mailbox import BounceMailbox, describe
+
+    try:
+        summary = BounceMailbox(get_db(), current_app.config).fetch()
+    except ConfigError as exc:
+        _fail(str(exc))
+    except (OSError, ConnectionError) as exc:
+        _fail(f"cannot read {describe(current_app.config)}: {exc}")
+    except Exception as exc:  # imaplib's errors (a refused login, a missing folder)
+        _fail(f"cannot read {describe(current_app.config)}: {exc}")
+    click.echo(summary.line())
+
+
 @group.command("worker")
 @click.option("--idle", type=float, default=None, help="Seconds to sleep when there is no work.")
 def worker_command(idle: float | None) -> None:

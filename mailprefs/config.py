@@ -180,6 +180,13 @@ def _domain_limits(name: str, raw: str) -> dict[str, Any]:
         raise ConfigError(f"{name}: {exc}") from None
 
 
+def _rate(name: str, raw: str) -> float:
+    value = _float(name, raw)
+    if value > 1:
+        raise ConfigError(f"{name} is a fraction (0.003 is 0.3%), at most 1")
+    return value
+
+
 def _hour(name: str, raw: str) -> int:
     value = _int(name, raw, 0)
     if value > 23:
@@ -233,6 +240,19 @@ _SETTINGS: dict[str, tuple[Any, Any]] = {
     "MAILPREFS_PROXY_COUNT": ("0", lambda n, v: _int(n, v, 0)),
     "MAILPREFS_SOFT_BOUNCE_LIMIT": ("3", lambda n, v: _int(n, v, 1)),
     "MAILPREFS_SOFT_BOUNCE_DAYS": ("7", lambda n, v: _int(n, v, 1)),
+    "MAILPREFS_COMPLAINT_RATE_LIMIT": ("0.003", _rate),
+    "MAILPREFS_BOUNCE_RATE_LIMIT": ("0.05", _rate),
+    "MAILPREFS_RATE_MIN_SAMPLE": ("1000", lambda n, v: _int(n, v, 1)),
+    "MAILPREFS_RATE_WINDOW_DAYS": ("7", lambda n, v: _int(n, v, 1)),
+    "MAILPREFS_BOUNCE_DOMAIN": (None, str),
+    "MAILPREFS_FEEDBACK_SENDER_ID": ("mailprefs", str),
+    "MAILPREFS_BOUNCE_IMAP_URL": (None, str),
+    "MAILPREFS_BOUNCE_IMAP_CA_FILE": (None, str),
+    "MAILPREFS_BOUNCE_IMAP_ASIDE": ("mailprefs-unprocessed", str),
+    "MAILPREFS_BOUNCE_FETCH_MINUTES": ("5", lambda n, v: _int(n, v, 1)),
+    "MAILPREFS_WEBHOOK_TIMEOUT_SECONDS": ("10", _float),
+    "MAILPREFS_WEBHOOK_RETRY_BASE_SECONDS": ("30", _float),
+    "MAILPREFS_WEBHOOK_RETRY_MAX_SECONDS": ("3600", _float),
     "MAILPREFS_SCHEDULER_LEASE_SECONDS": ("15", lambda n, v: _int(n, v, 2)),
     "MAILPREFS_SCHEDULER_TICK_SECONDS": ("5", lambda n, v: _int(n, v, 1)),
     "MAILPREFS_HOUSEKEEPING_MINUTES": ("10", lambda n, v: _int(n, v, 1)),

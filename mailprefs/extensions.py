@@ -26,6 +26,9 @@ login_manager = LoginManager()
 
 
 def init_app(app: Flask) -> None:
+    # Its session hook writes outgoing webhook events in the transaction of their cause.
+    import mailprefs.domain.webhooks  # noqa: F401
+
     app.extensions["mailprefs.db"] = Database(
         app.config["DATABASE_URL"], sqlite_synchronous=app.config["MAILPREFS_SQLITE_SYNCHRONOUS"]
     )

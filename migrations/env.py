@@ -8,6 +8,7 @@ from sqlalchemy import create_engine
 import mailprefs.domain.import_models  # noqa: F401
 import mailprefs.domain.models  # noqa: F401  (registers the tables)
 import mailprefs.domain.outbox_models  # noqa: F401
+import mailprefs.domain.webhook_models  # noqa: F401
 from mailprefs.db import Base
 
 config = context.config

@@ -59,6 +59,7 @@ DKIM_HEADERS = (
     "List-Unsubscribe-Post",
     "Reply-To",
     "List-Id",
+    "Feedback-ID",
     "MIME-Version",
     "Content-Type",
 )
@@ -149,6 +150,8 @@ class MessageBuilder:
         from_header, self.envelope_from = hdr.mailbox(identity.from_addr, "From")
         self._msgid_domain = self.envelope_from.rpartition("@")[2]
         self._dkim = settings.dkim
+        self._verp = settings.verp
+        self._feedback_sender = settings.feedback_sender_id
         self._templates = compile_templates(campaign.subject, campaign.text, campaign.html)
         self._date = hdr.DateHeader()
         self._list_id_domain = settings.list_id_domain
@@ -181,7 +184,7 @@ class MessageBuilder:
         self._signed = [name for name in DKIM_HEADERS if self._has_header(name, identity)]
 
     def _has_header(self, name: str, identity: StreamIdentity) -> bool:
-        if name.startswith("List-"):
+        if name.startswith("List-") or name == "Feedback-ID":
             return self._marketing
         if name == "Reply-To":
             return bool(identity.reply_to)
@@ -204,6 +207,10 @@ class MessageBuilder:
             list_id = f"{self._campaign.topic_slug}.{self._list_id_domain}"
             tail.append(f"List-Id: {hdr.phrase_with_id(self._campaign.topic_name, list_id)}\r\n")
             tail.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
+            # Gmail's feedback loop: complaint rates per campaign, topic and stream.
+            campaign = self._campaign
+            feedback = f"{campaign.public_id}:{campaign.topic_slug}:marketing"
+            tail.append(f"Feedback-ID: {feedback}:{self._feedback_sender}\r\n")
         if self._test_copy:
             tail.append("X-Mailprefs-Test: yes\r\n")
         tail.append("MIME-Version: 1.0\r\n")
@@ -282,7 +289,10 @@ class MessageBuilder:
         raw = b"".join(lines)
         if self._dkim is not None:
             raw = sign(raw, self._dkim, self._signed)
-        return BuiltMessage(raw=raw, message_id=message_id, envelope_from=self.envelope_from, to=to)
+        envelope_from = self.envelope_from
+        if self._verp is not None and recipient.delivery_id is not None:
+            envelope_from = self._verp.address(recipient.delivery_id)
+        return BuiltMessage(raw=raw, message_id=message_id, envelope_from=envelope_from, to=to)
 
 
 def sign(raw: bytes, settings: DkimSettings, names: list[str] | None = None) -> bytes:
@@ -339,6 +349,8 @@ def message_settings(config: Mapping[str, Any]) -> MessageSettings:
         list_id_domain=value("MAILPREFS_LIST_ID_DOMAIN") or "",
         unsubscribe_mailto=mailto,
         dkim=_dkim_settings(value),
+        verp=_verp(config),
+        feedback_sender_id=_feedback_sender(value("MAILPREFS_FEEDBACK_SENDER_ID")),
     )
 
 
@@ -392,3 +404,22 @@ def _more_keys(raw: str) -> tuple[DkimKey, ...]:
                 not_before = not_before.replace(tzinfo=UTC)
         keys.append(DkimKey(selector, _read_key("MAILPREFS_DKIM_KEYS", path.strip()), not_before))
     return tuple(keys)
+
+
+def _verp(config: Mapping[str, Any]) -> Any:
+    from mailprefs.domain.verp import addresses_for
+
+    verp = addresses_for(config)
+    if verp is not None:
+        try:
+            hdr.bare_address(f"bounces@{verp.domain}", "MAILPREFS_BOUNCE_DOMAIN")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    return verp
+
+
+def _feedback_sender(value: str | None) -> str:
+    value = value or "mailprefs"
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value):
+        raise ConfigError("MAILPREFS_FEEDBACK_SENDER_ID: letters, digits, '.', '_', '-' only")
+    return value

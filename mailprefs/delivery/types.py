@@ -46,6 +46,9 @@ class MessageSettings:
     list_id_domain: str
     unsubscribe_mailto: str | None = None
     dkim: DkimSettings | None = None
+    # VERP return paths (domain.verp.VerpAddresses), when MAILPREFS_BOUNCE_DOMAIN is set.
+    verp: Any = None
+    feedback_sender_id: str = "mailprefs"
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ class RecipientInfo:
     public_id: str
     email: str
     attributes: dict[str, Any]
+    delivery_id: int | None = None  # names the outbox row in a VERP return path
 
 
 @dataclass(frozen=True)

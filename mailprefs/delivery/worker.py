@@ -52,7 +52,9 @@ from mailprefs.delivery.transport import (
     transport_for,
 )
 from mailprefs.delivery.types import CampaignInfo, RecipientInfo
+from mailprefs.delivery.webhooks import WebhookSender
 from mailprefs.domain import campaigns as campaign_rules
+from mailprefs.domain import reputation
 from mailprefs.domain.addresses import address_hash, redact
 from mailprefs.domain.outbox_models import Campaign
 from mailprefs.domain.templating import TemplateInvalid
@@ -78,6 +80,7 @@ class Summary:
     failed: int = 0
     retrying: int = 0
     skipped: int = 0
+    webhooks: int = 0  # requests made to webhook endpoints
 
     def add(self, other: Summary) -> None:
         for name in ("fired", "sent", "blocked", "failed", "retrying", "skipped"):
@@ -147,6 +150,9 @@ class Worker:
             max_attempts=config["MAILPREFS_MAX_ATTEMPTS"],
         )
         self.settings = message_settings(config)
+        self.limits = reputation.Limits.from_config(config)
+        self.webhooks = WebhookSender.from_config(self.db, config, self.worker_id)
+        self._refused_in: set[int] = set()  # campaigns with a recipient refused this batch
         self._campaigns: dict[int, _CampaignContext] = {}
         self.relay_down = False
 
@@ -219,6 +225,7 @@ class Worker:
             summary.add(self.drain())
         finally:
             self.pool.close()
+        summary.webhooks = self.webhooks.drain()
         return summary
 
     def run_forever(self, idle_seconds: float) -> None:
@@ -228,7 +235,8 @@ class Worker:
                 imported = run_imports(self.app, self.worker_id, self.stop, SLICE_SECONDS)
                 self.expand_all()
                 done = self.drain()
-                if done.handled == 0 and not imported:
+                hooks = self.webhooks.run_once()
+                if done.handled == 0 and not imported and hooks == 0:
                     self.pool.close()  # do not hold idle SMTP connections
                     self.stop.wait(idle_seconds)
         finally:
@@ -294,7 +302,16 @@ class Worker:
                 if not finished and self._batch_done(rows, ending, final):
                     break
                 wait = 0.0 if finished else self._wait_time(rows, ending)
+        self._judge()
         return summary
+
+    def _judge(self) -> None:
+        """Refusals by the relay are hard bounces: once a batch, let the reputation guard
+        judge the campaigns that had some (it pauses one whose bounce rate is too high)."""
+        if self._refused_in:
+            with self.db.transaction() as session:
+                reputation.check_campaigns(session, self._refused_in, self.limits)
+            self._refused_in.clear()
 
     def _batch_done(self, rows: BatchRows, ending: str, final: bool) -> bool:
         if ending or final:
@@ -346,7 +363,9 @@ class Worker:
         self._progress(1)
         try:
             message = context.builder.build(
-                RecipientInfo(recipient.public_id, recipient.email, recipient.attributes)
+                RecipientInfo(
+                    recipient.public_id, recipient.email, recipient.attributes, delivery_id=item.id
+                )
             )
         except (ValueError, TemplateInvalid) as exc:
             # This person's data cannot make a valid message (an address that needs
@@ -461,6 +480,8 @@ class Worker:
                 now=now,
                 address=outcome.address,
             )
+        if outcome.recipient_refused:
+            self._refused_in.add(outcome.item.campaign_id)
         summary.failed += 1
 
     def _context(self, campaign_id: int) -> _CampaignContext:

@@ -140,13 +140,22 @@ def schedule(session: Session, campaign: Campaign, send_at: datetime | None, act
 
 def pause(session: Session, campaign: Campaign, actor: str) -> None:
     _move(campaign, {S.SCHEDULED, S.SENDING}, S.PAUSED)
+    campaign.pause_reason, campaign.pause_detail = "manual", None
     _audit(session, actor, "campaign.pause", campaign)
 
 
-def resume(session: Session, campaign: Campaign, actor: str) -> None:
+def resume(session: Session, campaign: Campaign, actor: str, note: str | None = None) -> None:
+    """Resume a paused campaign. One the reputation guard paused needs a written note;
+    the guard then judges only what comes after (see `reputation`)."""
+    from mailprefs.domain import reputation
+
+    overruled = reputation.resume_note(campaign, note) if campaign.status == S.PAUSED else None
     # A campaign paused before it started goes back to waiting for its time.
     _move(campaign, {S.PAUSED}, S.SENDING if campaign.started_at else S.SCHEDULED)
-    _audit(session, actor, "campaign.resume", campaign)
+    if overruled is not None:
+        campaign.rates_baseline = reputation.campaign_rates(session, campaign.id).counts()
+    campaign.pause_reason = None
+    _audit(session, actor, "campaign.resume", campaign, overruled)
 
 
 def cancel(session: Session, campaign: Campaign, actor: str) -> int:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from mailprefs import clock
 from mailprefs.db import FastStatement, UTCDateTime
-from mailprefs.domain import client_time, consent
+from mailprefs.domain import client_time, consent, webhooks
 from mailprefs.domain.consent import Evidence
 from mailprefs.domain.errors import Gone, Invalid, NotFound
 from mailprefs.domain.models import (
@@ -121,6 +121,20 @@ def opt_out(
     _person, status, email, _topic, topic_name, _state, event = row
     if status == SubscriberStatus.ERASED:
         raise Gone(ERASED_DETAIL)
+    if event is not None:  # written with Core: no session hook saw it
+        webhooks.emit(
+            connection,
+            "subscription.changed",
+            {
+                "subscriber": public_id,
+                "action": "opt_out",
+                "source": evidence.source,
+                "at": occurred.isoformat(),
+                "topic": slug,
+                "state": "opted_out",
+            },
+            ordering_key=public_id,
+        )
     return Unsubscribed(event is not None, topic_name, email)
 
 

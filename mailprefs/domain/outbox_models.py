@@ -112,6 +112,13 @@ class Campaign(Base):
     expansion_done: Mapped[bool] = mapped_column(Boolean, default=False)
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Why a paused campaign is paused: `manual`, or the reputation guard's
+    # `complaint_rate` / `bounce_rate` (with the figures it saw in `pause_detail`).
+    pause_reason: Mapped[str | None] = mapped_column(String(32))
+    pause_detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Counts when ops last resumed after the guard tripped: it then judges only what
+    # came after, so a resume is not undone by the very figures it overruled.
+    rates_baseline: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     topic: Mapped[Topic] = relationship()
 

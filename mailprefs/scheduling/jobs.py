@@ -174,6 +174,26 @@ def compact_erasures() -> int:
     return erasures
 
 
+@_job
+def fetch_bounces_job() -> int:
+    """Read the bounce mailbox once (when configured): what `mailprefs fetch-bounces`
+    does. Nothing is held open between runs; a mailbox that cannot be read is logged and
+    tried again at the next run."""
+    from mailprefs.delivery.mailbox import BounceMailbox, configured, describe
+
+    with guarded() as (runtime, _session):
+        app = runtime.app
+    if not configured(app.config):
+        return 0
+    try:
+        summary = BounceMailbox(runtime.db, app.config).fetch()
+    except Exception as exc:  # the mailbox is elsewhere: its failures are not ours to raise
+        log.warning("bounce mailbox %s not read: %s", describe(app.config), exc)
+        return 0
+    log.info("bounce mailbox read: %s", summary.line())
+    return summary.recorded
+
+
 # --- the recurring jobs ------------------------------------------------------------------
 
 
@@ -211,6 +231,15 @@ RECURRING: tuple[Recurring, ...] = (
         description="Cancel confirmation mails still queued after their link would have "
         "expired; forget Idempotency-Key answers older than a day.",
         trigger=lambda c: IntervalTrigger(minutes=c["MAILPREFS_HOUSEKEEPING_MINUTES"]),
+    ),
+    Recurring(
+        id="fetch-bounces",
+        func="mailprefs.scheduling.jobs:fetch_bounces_job",
+        name="Read the bounce mailbox",
+        description="Every few minutes, when MAILPREFS_BOUNCE_IMAP_URL is set: record each "
+        "DSN and ARF report in the bounce mailbox, delete what was recorded, move the rest "
+        "aside.",
+        trigger=lambda c: IntervalTrigger(minutes=c["MAILPREFS_BOUNCE_FETCH_MINUTES"]),
     ),
     Recurring(
         id="compact-erasures",

@@ -94,6 +94,7 @@ def test_marketing_signatures_cover_exactly_the_headers_gmail_and_yahoo_require(
         "list-unsubscribe-post",
         "reply-to",
         "list-id",
+        "feedback-id",  # Gmail's feedback loop identifiers (docs/reputation.md)
         "mime-version",
         "content-type",
     ]

@@ -33,4 +33,5 @@ from mailprefs.web.api import (  # noqa: E402,F401
     policies,
     subscribers,
     topics,
+    webhooks,
 )

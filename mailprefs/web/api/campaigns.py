@@ -7,7 +7,7 @@ from flask import current_app
 from mailprefs import clock
 from mailprefs.delivery.message import MessageBuilder, message_settings
 from mailprefs.delivery.types import CampaignInfo, RecipientInfo
-from mailprefs.domain import campaigns, test_copies
+from mailprefs.domain import campaigns, reputation, test_copies
 from mailprefs.domain.outbox_models import Campaign
 from mailprefs.domain.templating import placeholder_attributes
 from mailprefs.domain.topics import get_topic
@@ -39,7 +39,13 @@ def campaign_out(call: Call, campaign: Campaign) -> CampaignOut:
         created_at=campaign.created_at,
         started_at=campaign.started_at,
         finished_at=campaign.finished_at,
-        stats=campaigns.stats(call.session, campaign),
+        pause_reason=campaign.pause_reason if campaign.status.value == "paused" else None,
+        stats={
+            **campaigns.stats(call.session, campaign),
+            **reputation.summary(
+                call.session, campaign, reputation.Limits.from_config(current_app.config)
+            ),
+        },
     )
 
 

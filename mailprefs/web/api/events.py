@@ -19,7 +19,7 @@ from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
 from mailprefs import clock
-from mailprefs.domain import bounces, dsn, idempotency
+from mailprefs.domain import bounces, idempotency, reputation, verp
 from mailprefs.web.api import api
 from mailprefs.web.api.auth import Call, authenticate
 from mailprefs.web.api.idempotency import HEADER, once
@@ -132,20 +132,10 @@ def verify_signature(raw: bytes) -> str:
     return expected.removeprefix("sha256=")
 
 
-def _events(raw: bytes) -> list[bounces.Event] | tuple[int, list[dict[str, str]]]:
+def _events(call: Call, raw: bytes) -> list[bounces.Event] | tuple[int, list[dict[str, str]]]:
     if request.mimetype == "message/rfc822":
-        return [
-            bounces.Event(
-                type=r.type,
-                email=r.email,
-                bounce=r.bounce,
-                diagnostic=r.diagnostic,
-                at=r.at,
-                message_id=r.message_id,
-                source=r.source,
-            )
-            for r in dsn.parse(raw)
-        ]
+        # A VERP return path names the delivery; else what the report says (domain.verp).
+        return verp.events_of(call.session, raw, verp.addresses_for(current_app.config))
     try:
         body = EventsIn.model_validate_json(raw or b"")
     except ValidationError as exc:
@@ -184,7 +174,7 @@ def receive_bounces(call: Call):
         signature = verify_signature(raw)
     if request.mimetype not in BODY_TYPES:
         return problem(415, f"send the body as {' or '.join(BODY_TYPES)}")
-    events = _events(raw)
+    events = _events(call, raw)
     if isinstance(events, tuple):
         status, errors = events
         detail = "the body is not valid JSON" if status == 400 else "invalid input"
@@ -200,7 +190,7 @@ def receive_bounces(call: Call):
         for start in range(0, len(events), step):
             if start:
                 call.session.commit()  # short transactions: others may write in between
-            outcome = bounces.ingest(
+            outcome = reputation.ingest(
                 call.session,
                 events[start : start + step],
                 hash_key=config["MAILPREFS_HASH_KEY"],
@@ -208,6 +198,7 @@ def receive_bounces(call: Call):
                     config["MAILPREFS_SOFT_BOUNCE_LIMIT"], config["MAILPREFS_SOFT_BOUNCE_DAYS"]
                 ),
                 actor=actor,
+                limits=reputation.Limits.from_config(config),
             )
             for name, value in outcome.as_dict().items():
                 setattr(total, name, getattr(total, name) + value)

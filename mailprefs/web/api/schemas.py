@@ -184,6 +184,22 @@ class CampaignCreated(BaseModel):
     status: CampaignStatusName
 
 
+class StreamRates(BaseModel):
+    kind: Literal["marketing", "administrative"]
+    window_days: int = Field(description="mail sent (and reports received) in the last N days")
+    delivered: int
+    hard_bounces: int
+    complaints: int
+    bounce_rate: float
+    complaint_rate: float
+
+
+class RateLimits(BaseModel):
+    complaint_rate: float
+    bounce_rate: float
+    min_sample: int = Field(description="delivered messages before the limits act")
+
+
 class CampaignStats(BaseModel):
     planned: int
     sent: int
@@ -191,6 +207,18 @@ class CampaignStats(BaseModel):
     failed: int
     pending: int
     cancelled: int
+
+
+class CampaignStatsWithRates(CampaignStats):
+    """A campaign's progress, with the reputation guard's figures (docs/reputation.md)."""
+
+    delivered: int = Field(description="handed to the relay: sent, or refused for the address")
+    hard_bounces: int
+    complaints: int
+    bounce_rate: float = Field(description="hard_bounces / delivered")
+    complaint_rate: float = Field(description="complaints / delivered")
+    stream: StreamRates
+    limits: RateLimits
 
 
 class CampaignOut(BaseModel):
@@ -202,7 +230,10 @@ class CampaignOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
-    stats: CampaignStats
+    pause_reason: Literal["manual", "complaint_rate", "bounce_rate"] | None = Field(
+        default=None, description="why a paused campaign is paused"
+    )
+    stats: CampaignStatsWithRates
 
 
 class AudienceOut(BaseModel):

@@ -104,5 +104,7 @@ from mailprefs.web.dashboard import (  # noqa: E402,F401
     jobs,
     mail,
     policies,
+    reputation,
     suppressions,
+    webhooks,
 )

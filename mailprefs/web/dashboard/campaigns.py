@@ -11,13 +11,14 @@ from sqlalchemy import func, select
 
 from mailprefs import clock
 from mailprefs.domain import campaigns as rules
-from mailprefs.domain.errors import Conflict, NotFound
+from mailprefs.domain.errors import Conflict, Invalid, NotFound
 from mailprefs.domain.outbox_models import Campaign, CampaignKind, CampaignStatus
 from mailprefs.extensions import db_session
 from mailprefs.web.dashboard import bp
 from mailprefs.web.dashboard.common import PAGE_SIZE, actor, page_number
 from mailprefs.web.dashboard.forms import ActionForm
 from mailprefs.web.dashboard.metrics import chart_geometry, progress, sends_over_time
+from mailprefs.web.dashboard.reputation import panel
 
 KINDS = {
     "all": (CampaignKind.CAMPAIGN, CampaignKind.POLICY),
@@ -96,6 +97,7 @@ def campaign(public_id: str):
         series=series,
         chart=chart_geometry(series),
         audience=audience,
+        guard=panel(db, row),
         controls=CONTROLS[row.status],
         form=ActionForm(),
     )
@@ -129,11 +131,14 @@ def control(public_id: str, action: str):
             if row.status != S.SCHEDULED:
                 raise Conflict(f"only a scheduled campaign can run now (this one is {row.status})")
             rules.schedule(db, row, clock.now(), actor())
+        elif action == "resume":
+            # A campaign the reputation guard paused resumes only with a written note.
+            rules.resume(db, row, actor(), note=request.form.get("note"))
         else:
             ACTIONS[action](db, row, actor())
         db.commit()
         flash(f"{action.replace('-', ' ').capitalize()}: done. The campaign is {row.status}.")
-    except Conflict as exc:
+    except (Conflict, Invalid) as exc:
         db.rollback()
         flash(exc.detail, "error")
     return redirect(url_for("dashboard.campaign", public_id=public_id))

@@ -22,6 +22,7 @@ NAV = [
     ("Suppressions", "dashboard.suppressions", None),
     ("Complaints", "dashboard.complaints", None),
     ("Audit log", "dashboard.audit_log", None),
+    ("Webhooks", "dashboard.webhooks", None),
     ("Captured mail", "dashboard.mail", "capture"),
     ("Access", "dashboard.access", "admin"),
 ]

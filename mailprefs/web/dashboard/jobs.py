@@ -20,7 +20,7 @@ from flask import abort, current_app, flash, redirect, render_template, url_for
 from sqlalchemy import select
 
 from mailprefs import clock
-from mailprefs.domain.errors import Conflict, NotFound
+from mailprefs.domain.errors import Conflict, Invalid, NotFound
 from mailprefs.domain.outbox_models import Campaign, PolicyVersion
 from mailprefs.extensions import db_session, get_db
 from mailprefs.scheduling import view
@@ -161,7 +161,7 @@ def job_control(job_id: str, action: str):
         ACTIONS[action](app, job_id, actor())
     except NotFound:
         abort(404)
-    except Conflict as exc:
+    except (Conflict, Invalid) as exc:  # Invalid: a guard-paused campaign needs a note
         flash(f"{name}: {exc.detail}", "error")
     else:
         flash(DONE[action].format(name=name))
