@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -152,11 +152,16 @@ def _check(
             {"field": "announce_at", "detail": "must not be in the past (omit it to announce now)"}
         )
     if effective_at - announce_at < timedelta(days=notice_days):
+        # The earliest allowed date, as a person reads it (rounded up to the minute, so
+        # that the date shown is itself allowed), rather than the announcement's timestamp.
+        earliest = announce_at + timedelta(days=notice_days)
+        if earliest.second or earliest.microsecond:
+            earliest = earliest.replace(second=0, microsecond=0) + timedelta(minutes=1)
         errors.append(
             {
                 "field": "effective_at",
-                "detail": f"must come at least {notice_days} days after the announcement "
-                f"({announce_at.isoformat()})",
+                "detail": f"must be on or after {_words(earliest)}: at least {notice_days} "
+                f"days after the announcement ({_words(announce_at)})",
             }
         )
     latest = session.scalar(
@@ -166,8 +171,8 @@ def _check(
         errors.append(
             {
                 "field": "effective_at",
-                "detail": f"must be later than version {latest.version}'s "
-                f"({latest.effective_at.isoformat()}): versions take effect in order",
+                "detail": f"must be later than {_words(latest.effective_at)}, when version "
+                f"{latest.version} takes effect: versions take effect in order",
             }
         )
     if errors:
@@ -175,6 +180,13 @@ def _check(
         # look and now stands as the latest: the answer to the loser is 409, not 422.
         _refuse_known(session, what.version)
         raise Invalid(errors[0]["detail"], errors)
+
+
+def _words(moment: datetime) -> str:
+    """A time as the dashboard shows every time (UTC, to the minute)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
 def _refuse_known(session: Session, version: str) -> None:

@@ -9,7 +9,7 @@ from mailprefs.delivery.message import MessageBuilder, message_settings
 from mailprefs.delivery.render import placeholder_attributes
 from mailprefs.delivery.transport import DeliveryError, transport_for
 from mailprefs.delivery.types import CampaignInfo, RecipientInfo
-from mailprefs.domain import addresses, campaigns, gate
+from mailprefs.domain import addresses, audit, campaigns, gate
 from mailprefs.domain.errors import Forbidden, Invalid
 from mailprefs.domain.models import TopicKind
 from mailprefs.domain.outbox_models import Campaign
@@ -82,6 +82,15 @@ def create_campaign(call: Call):
             send_at=body.send_at,
             audience=body.audience.model_dump() if body.audience else None,
             created_by=call.actor,
+        )
+        # Inside `produce`: a replayed Idempotency-Key creates nothing and records nothing.
+        audit.record(
+            call.session,
+            call.actor,
+            "campaign.create",
+            target_type="campaign",
+            target_id=campaign.public_id,
+            detail={"topic": topic.slug, "status": campaign.status.value},
         )
         return 201, CampaignCreated(id=campaign.public_id, status=campaign.status.value)
 

@@ -12,6 +12,7 @@ from flask_login import current_user
 
 from mailprefs.domain.models import User
 from mailprefs.extensions import db_session, login_manager
+from mailprefs.web.dashboard import words
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
@@ -93,6 +94,11 @@ def dashboard_nav() -> list[dict]:
             }
         )
     return items
+
+
+# Codes in words on every dashboard page: `words.reason(code)`, `words.source(code)`...
+bp.add_app_template_global(words, "words")
+bp.add_app_template_filter(words.reason, "reason_words")
 
 
 from mailprefs.web.dashboard import (  # noqa: E402,F401

@@ -68,3 +68,8 @@ def record(
 def page_number() -> int:
     raw = request.args.get("page", "1")
     return max(1, min(int(raw), 100_000)) if raw.isdigit() else 1
+
+
+def last_page(total: int, size: int = PAGE_SIZE) -> int:
+    """The number of the last page (1 when there is nothing): pages past it show it."""
+    return max(1, -(-total // size))
