@@ -305,3 +305,16 @@ def test_wording_an_active_subscriber_and_the_org_name_once_dotted(app, db, clie
     )
     page = reply.get_data(as_text=True)
     assert "An active subscriber has this address." in page and "A active" not in page
+
+
+def test_a_closed_accounts_preference_page_says_so_once(app, db, client):
+    """Promise: after closing the account, the page's heading says it is closed and the
+    notice says what just happened: the same words are not shown twice."""
+    from tests.prefs.support import make_person
+    from tests.prefs.test_preferences import url
+
+    ann = make_person(db, "ann.closed@example.org", opted_in=("offers",))
+    reply = client.post(url(ann), data={"action": "close", "confirm": "yes"})
+    page = client.get(reply.headers["Location"]).get_data(as_text=True)
+    assert page.count("Your account is closed") == 1
+    assert "Done: you closed it just now." in page
