@@ -110,5 +110,6 @@ from mailprefs.web.dashboard import (  # noqa: E402,F401
     jobs,
     mail,
     policies,
+    settings,
     suppressions,
 )
