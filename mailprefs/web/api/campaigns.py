@@ -5,12 +5,9 @@ from __future__ import annotations
 from flask import current_app
 
 from mailprefs import clock
-from mailprefs.delivery.message import MessageBuilder, message_settings
-from mailprefs.delivery.render import placeholder_attributes
-from mailprefs.delivery.transport import DeliveryError, transport_for
-from mailprefs.delivery.types import CampaignInfo, RecipientInfo
-from mailprefs.domain import addresses, audit, campaigns, gate
-from mailprefs.domain.errors import Forbidden, Invalid
+from mailprefs.delivery.preview import render_preview, send_test_copies
+from mailprefs.domain import audit, campaigns
+from mailprefs.domain.errors import Forbidden
 from mailprefs.domain.models import TopicKind
 from mailprefs.domain.outbox_models import Campaign
 from mailprefs.domain.topics import get_topic
@@ -137,37 +134,8 @@ def campaign_audience(call: Call, public_id: str):
     tag="campaigns",
 )
 def preview_campaign(call: Call, public_id: str):
-    import email
-    import email.policy
-
     campaign = _get(call, public_id)
-    builder = MessageBuilder(
-        message_settings(current_app.config), get_tokens(), CampaignInfo.of(campaign)
-    )
-    sample = RecipientInfo(
-        public_id="preview",
-        email="recipient@example.com",
-        attributes=placeholder_attributes(campaign.subject, campaign.text_body, campaign.html_body),
-    )
-    parsed = email.message_from_bytes(builder.build(sample).raw, policy=email.policy.default)
-    html = parsed.get_body(("html",))
-    return 200, PreviewOut(
-        subject=str(parsed["Subject"]),
-        text=parsed.get_body(("plain",)).get_content().replace("\r\n", "\n"),
-        html=html.get_content().replace("\r\n", "\n") if html is not None else None,
-        headers={k: str(v) for k, v in parsed.items() if not k.lower().startswith("content-")},
-    )
-
-
-def staff_addresses(call: Call) -> set[str]:
-    from sqlalchemy import select
-
-    from mailprefs.domain.models import User
-
-    configured = current_app.config.get("MAILPREFS_TEST_ADDRESSES") or ""
-    listed = {a.strip().lower() for a in configured.split(",") if a.strip()}
-    logins = set(call.session.scalars(select(User.email).where(User.active)))
-    return listed | logins
+    return 200, PreviewOut(**render_preview(current_app.config, get_tokens(), campaign))
 
 
 @api.route(
@@ -183,30 +151,9 @@ def staff_addresses(call: Call) -> set[str]:
 )
 def test_campaign(call: Call, public_id: str):
     campaign = _get(call, public_id)
-    body: TestSendIn = call.body
-    staff = staff_addresses(call)
-    normalised = []
-    for i, raw in enumerate(body.emails):
-        address = addresses.normalise(raw, field=f"emails.{i}")
-        if not gate.decide_test_copy(address, staff).allowed:
-            raise Invalid.field(f"emails.{i}", "test copies go to staff addresses only")
-        normalised.append(address)
-    builder = MessageBuilder(
-        message_settings(current_app.config),
-        get_tokens(),
-        CampaignInfo.of(campaign),
-        test_copy=True,
+    sent, failed = send_test_copies(
+        call.session, current_app.config, get_tokens(), campaign, call.body.emails
     )
-    attributes = placeholder_attributes(campaign.subject, campaign.text_body, campaign.html_body)
-    sent, failed = [], []
-    with transport_for(current_app.config) as transport:
-        for address in normalised:
-            message = builder.build(RecipientInfo("test-copy", address, attributes))
-            try:
-                transport.send(gate.decide_test_copy(address, staff), message)
-                sent.append(address)
-            except DeliveryError as exc:
-                failed.append({"email": address, "detail": str(exc)})
     return 200, TestSendOut(sent=sent, failed=failed)
 
 

@@ -7,17 +7,18 @@ write the audit entries; `run now` is `schedule(send_at=now)` of a scheduled cam
 from __future__ import annotations
 
 from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user
 from sqlalchemy import func, select
 
 from mailprefs import clock
 from mailprefs.domain import campaigns as rules
 from mailprefs.domain.errors import Conflict, NotFound
-from mailprefs.domain.models import TopicKind
+from mailprefs.domain.models import Role, TopicKind
 from mailprefs.domain.outbox_models import Campaign, CampaignKind, CampaignStatus
 from mailprefs.domain.topics import list_topics
 from mailprefs.extensions import db_session
 from mailprefs.scheduling import view
-from mailprefs.web.dashboard import bp, words
+from mailprefs.web.dashboard import bp, compose, words
 from mailprefs.web.dashboard.common import PAGE_SIZE, actor, last_page, page_number
 from mailprefs.web.dashboard.forms import ActionForm
 from mailprefs.web.dashboard.metrics import chart_geometry, progress, sends_over_time
@@ -76,7 +77,7 @@ def campaigns():
         total=total,
         holding=holding,
         filtered=bool(status) or kind != "all",
-        compose_url=None,
+        compose_url=url_for("dashboard.campaign_new"),
         example_topic=next(
             (t.slug for t in list_topics(db) if t.kind == TopicKind.MARKETING), "TOPIC"
         ),
@@ -118,8 +119,9 @@ def campaign(public_id: str):
         series=series,
         chart=chart_geometry(series),
         audience=audience,
-        controls=CONTROLS[row.status],
+        controls=CONTROLS[row.status] if may_control(row) else (),
         form=ActionForm(),
+        **compose.page_extras(row),
     )
 
 
@@ -140,6 +142,13 @@ def campaign_progress(public_id: str):
     )
 
 
+def may_control(row: Campaign) -> bool:
+    """Marketing logins act on campaigns of marketing topics only (as marketing keys)."""
+    if current_user.role != Role.MARKETING:
+        return True
+    return row.kind == CampaignKind.CAMPAIGN and row.topic.kind == TopicKind.MARKETING
+
+
 ACTIONS = {
     "pause": rules.pause,
     "resume": rules.resume,
@@ -156,6 +165,8 @@ def control(public_id: str, action: str):
         abort(400, "The form expired; reload the page and try again.")
     db = db_session()
     row = _campaign(public_id)
+    if not may_control(row):
+        abort(403, "A marketing login controls campaigns on marketing topics only.")
     try:
         if action == "run-now":
             if row.status != S.SCHEDULED:
