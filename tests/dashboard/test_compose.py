@@ -82,7 +82,7 @@ def test_a_draft_written_in_the_form_is_stored_audited_and_previewed(ops_client,
     page = ops_client.get(f"/dashboard/campaigns/{public_id}").get_data(as_text=True)
     assert '<dd data-preview="subject">Hello [first_name]</dd>' in page
     assert "Dear [first_name], our offers." in page
-    assert "It would reach <strong>1</strong> of 1 people" in page
+    assert "It would reach <strong>1</strong> of the 1 people" in page
     html = ops_client.get(f"/dashboard/campaigns/{public_id}/preview.html")
     assert html.status_code == 200 and "<b>[first_name]</b>" in html.get_data(as_text=True)
     assert html.headers["Content-Security-Policy"].startswith("default-src 'none'")
