@@ -88,7 +88,7 @@ def list_api_keys() -> None:
 
 @group.command("create-user")
 @click.option("--email", required=True)
-@click.option("--role", required=True, type=click.Choice(["ops", "admin"]))
+@click.option("--role", required=True, type=click.Choice(["marketing", "ops", "admin"]))
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
 def create_user(email: str, role: str, password: str) -> None:
     """Create a dashboard login."""

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from mailprefs import clock
 from mailprefs.domain import apikeys, consent, subscribers, users
 from mailprefs.domain.consent import Evidence
-from mailprefs.domain.models import User
+from mailprefs.domain.models import ConsentAction, User
 from mailprefs.domain.subscribers import ConsentRequest
 from mailprefs.domain.topics import get_topic
 from mailprefs.extensions import get_db
@@ -49,16 +49,25 @@ def seed(app: Flask) -> None:
                 actor="demo",
                 occurred_at=start,
             )
+            # Alice's newsletter opt-in is confirmed in the story: it is recorded straight
+            # in the ledger (opt-in, then confirmation), not through `register`, which
+            # would queue a confirmation mail to someone already confirmed.
+            confirmed = "newsletter" in topics and email.startswith("alice")
             person, _ = subscribers.register(
                 session,
                 email=email,
                 attributes=attributes,
                 hash_key=hash_key,
-                consents=[ConsentRequest(t, evidence) for t in topics],
+                consents=[
+                    ConsentRequest(t, evidence)
+                    for t in topics
+                    if not (confirmed and t == "newsletter")
+                ],
                 evidence=evidence,
             )
             newsletter = get_topic(session, "newsletter")
-            if "newsletter" in topics and email.startswith("alice"):
+            if confirmed:
+                consent.change(session, person, newsletter, ConsentAction.OPT_IN, evidence)
                 consent.confirm(
                     session,
                     person,

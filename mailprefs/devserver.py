@@ -8,8 +8,10 @@ and stop together when the server does (Ctrl-C or SIGTERM).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
+from collections.abc import Mapping
 
 import click
 from flask import Flask
@@ -21,7 +23,24 @@ from mailprefs.scheduling.service import SchedulerService
 STOP_TIMEOUT = 30.0
 
 
+def adopt_address(
+    app: Flask, host: str, port: int, environ: Mapping[str, str] | None = None
+) -> str:
+    """Links in mail point where this server listens (`make run PORT=5301` gives links on
+    5301), unless MAILPREFS_BASE_URL is set explicitly, which always wins. Returns the
+    base URL in use. Called before the worker reads its settings."""
+    env = os.environ if environ is None else environ
+    if not env.get("MAILPREFS_BASE_URL"):
+        # Listening on every interface: this machine reaches itself on the loopback.
+        shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host  # noqa: S104
+        if ":" in shown:
+            shown = f"[{shown}]"  # an IPv6 address in a URL
+        app.config["MAILPREFS_BASE_URL"] = f"http://{shown}:{port}"
+    return app.config["MAILPREFS_BASE_URL"]
+
+
 def run(app: Flask, host: str, port: int) -> None:
+    base_url = adopt_address(app, host, port)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     worker = Worker(app)
@@ -34,7 +53,8 @@ def run(app: Flask, host: str, port: int) -> None:
     scheduler = SchedulerService(app)
     click.echo(
         f"mailprefs on http://{host}:{port}  (scheduler and worker in this process; mail "
-        f"captured to {app.config['MAILPREFS_MAIL_CAPTURE_DIR']})"
+        f"captured to {app.config['MAILPREFS_MAIL_CAPTURE_DIR']}; links in mail use "
+        f"{base_url})"
     )
     previous = signal.signal(signal.SIGTERM, _interrupt)
     worker_thread.start()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -146,11 +146,16 @@ def _check(
     if what.url.strip() and not re.match(r"https?://[^\s]+$", what.url):
         errors.append({"field": "url", "detail": "must be an http(s) URL"})
     if effective_at - announce_at < timedelta(days=notice_days):
+        # The earliest allowed date, as a person reads it (rounded up to the minute, so
+        # that the date shown is itself allowed), rather than the announcement's timestamp.
+        earliest = announce_at + timedelta(days=notice_days)
+        if earliest.second or earliest.microsecond:
+            earliest = earliest.replace(second=0, microsecond=0) + timedelta(minutes=1)
         errors.append(
             {
                 "field": "effective_at",
-                "detail": f"must come at least {notice_days} days after the announcement "
-                f"({announce_at.isoformat()})",
+                "detail": f"must be on or after {_words(earliest)}: at least {notice_days} "
+                f"days after the announcement ({_words(announce_at)})",
             }
         )
     latest = session.scalar(
@@ -160,8 +165,8 @@ def _check(
         errors.append(
             {
                 "field": "effective_at",
-                "detail": f"must be later than version {latest.version}'s "
-                f"({latest.effective_at.isoformat()}): versions take effect in order",
+                "detail": f"must be later than {_words(latest.effective_at)}, when version "
+                f"{latest.version} takes effect: versions take effect in order",
             }
         )
     if errors:
@@ -169,6 +174,13 @@ def _check(
         # look and now stands as the latest: the answer to the loser is 409, not 422.
         _refuse_known(session, what.version)
         raise Invalid(errors[0]["detail"], errors)
+
+
+def _words(moment: datetime) -> str:
+    """A time as the dashboard shows every time (UTC, to the minute)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
 def _refuse_known(session: Session, version: str) -> None:

@@ -14,7 +14,8 @@ from mailprefs.domain.addresses import normalise
 from mailprefs.domain.errors import Conflict, Invalid
 from mailprefs.domain.models import Role, User
 
-STAFF_ROLES = (Role.OPS, Role.ADMIN)
+# Marketing logins see and compose campaigns only (the dashboard keeps them there).
+STAFF_ROLES = (Role.MARKETING, Role.OPS, Role.ADMIN)
 MIN_PASSWORD_LENGTH = 12
 _hasher = PasswordHasher()
 
@@ -22,7 +23,7 @@ _hasher = PasswordHasher()
 def create(session: Session, email: str, role: str, password: str) -> User:
     address = normalise(email)
     if role not in {r.value for r in STAFF_ROLES}:
-        raise Invalid.field("role", "a dashboard login is ops or admin")
+        raise Invalid.field("role", "a dashboard login is marketing, ops or admin")
     if len(password) < MIN_PASSWORD_LENGTH:
         raise Invalid.field("password", f"use at least {MIN_PASSWORD_LENGTH} characters")
     if session.scalar(select(User.id).where(User.email == address)) is not None:

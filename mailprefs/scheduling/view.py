@@ -90,6 +90,17 @@ def list_jobs(app: Flask) -> list[JobView]:
     return views
 
 
+def paused_recurring(app: Flask) -> set[str]:
+    """The recurring jobs that are paused now (not those no scheduler has created yet)."""
+    store = _store(app)
+    paused = set()
+    for recurring in jobs.recurring_jobs(get_db(app).engine.dialect.name):
+        job = store.lookup_job(recurring.id)
+        if job is not None and job.next_run_time is None:
+            paused.add(recurring.id)
+    return paused
+
+
 def _campaign_view(session: Session, campaign: Campaign, policy: PolicyVersion | None) -> JobView:
     stats = campaigns.stats(session, campaign)
     progress = f"{stats['sent']} sent, {stats['pending']} pending of {stats['planned']} planned"

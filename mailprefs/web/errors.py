@@ -24,7 +24,14 @@ def wants_problem() -> bool:
 
 
 def page(status: int, title: str, detail: str) -> tuple[str, int]:
-    return render_template("errors/error.html", status=status, title=title, detail=detail), status
+    # Staff under /dashboard see errors in their own layout (navigation, a way back),
+    # not the recipients' page that tells them to write to support.
+    template = "dashboard/error.html" if _staff_page() else "errors/error.html"
+    return render_template(template, status=status, title=title, detail=detail), status
+
+
+def _staff_page() -> bool:
+    return request.path == "/dashboard" or request.path.startswith("/dashboard/")
 
 
 def _rollback() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, send_from_directory
+from flask import Blueprint, current_app, jsonify, redirect, send_from_directory, url_for
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -24,3 +24,9 @@ def healthz():
 @bp.get("/favicon.ico")
 def favicon():
     return send_from_directory(current_app.static_folder, "favicon.ico", max_age=86400)
+
+
+@bp.get("/")
+def root():
+    """The site's root is the staff dashboard (recipients arrive through their links)."""
+    return redirect(url_for("dashboard.home"))

@@ -68,10 +68,12 @@ def test_pause_resume_cancel_act_through_the_domain_and_are_audited(ops_client, 
 
 
 def test_a_control_the_status_does_not_allow_changes_nothing_and_says_why(ops_client, db):
-    """Promise: resuming a scheduled (not paused) campaign is refused with a message."""
+    """Promise: resuming a scheduled (not paused) campaign is refused with a message in
+    words (the status it has now), not the state machine's."""
     public_id = campaign(db)
     page = control(ops_client, public_id, "resume").get_data(as_text=True)
-    assert "cannot become" in page
+    assert "The campaign is scheduled now, so it cannot be resumed" in page
+    assert "cannot become" not in page
     assert status_of(db, public_id) == "scheduled"
     assert ops_client.post(f"/dashboard/campaigns/{public_id}/explode").status_code in (400, 404)
 

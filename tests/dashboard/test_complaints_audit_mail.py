@@ -38,7 +38,7 @@ def test_the_queue_lists_open_complaints_without_addresses(ops_client, db):
     second, _ = complaint_of(db, "two@example.com", source="arf")
     page = ops_client.get("/dashboard/complaints").get_data(as_text=True)
     assert page.index(first) < page.index(second)
-    assert "ARF feedback" in page and "preference page" in page
+    assert "spam report" in page and "the preference page" in page
     assert "one@example.com" not in page
 
 
@@ -48,7 +48,11 @@ def test_opening_a_complaint_shows_consent_history_and_is_an_audited_read(ops_cl
     public_id, person_id = complaint_of(db)
     page = ops_client.get(f"/dashboard/complaints/{public_id}").get_data(as_text=True)
     assert "pat@example.com" in page and "Consent history" in page
-    assert "opt_in" in page and "opt_out" in page and "complaint" in page
+    # In words, not codes: what happened and through what.
+    assert "opted in" in page and "opted out" in page and "a complaint" in page
+    assert "opt_in" not in page and "opt_out" not in page
+    # The administrative topic: an active person receives it (never "account: none").
+    assert "receives it (administrative mail" in page
     assert "I never signed up" in page
     with db.session(read_only=True) as s:
         entry = s.scalar(select(AuditEntry).where(AuditEntry.action == "subscriber.read"))
@@ -208,12 +212,15 @@ def test_the_viewer_shows_headers_text_and_html_in_a_sandboxed_frame(ops_client,
 def test_the_viewer_never_leaves_the_capture_folder(app, ops_client, captured, name):
     """Promise: only names in the listing are served: no path traversal, no other file."""
     folder = captured[0].parent
-    (folder.parent / "secret.eml").write_text("Subject: secret\n\nno")
-    (folder / ".hidden.eml").write_text("Subject: hidden\n\nno")
+    (folder.parent / "secret.eml").write_text("Subject: outside-subject\n\nOUTSIDE-BODY")
+    (folder / ".hidden.eml").write_text("Subject: dotfile-subject\n\nDOTFILE-BODY")
     for suffix in ("", "/html"):
         reply = ops_client.get(f"/dashboard/mail/{name}{suffix}")
         assert reply.status_code == 404
-        assert b"secret" not in reply.data and b"hidden" not in reply.data
+        # Neither file's content is served (the 404 page is the staff layout, whose
+        # own markup says "hidden": the markers are the files' own words).
+        for marker in (b"outside-subject", b"OUTSIDE-BODY", b"dotfile-subject", b"DOTFILE-BODY"):
+            assert marker not in reply.data
 
 
 def test_without_capture_there_is_no_mail_page(app, ops_client):

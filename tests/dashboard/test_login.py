@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from mailprefs import clock
 from mailprefs.domain.models import AuditEntry, Suppression, User
@@ -164,7 +164,9 @@ def test_only_admins_see_and_use_the_access_page(ops_client, admin_client):
 
 
 def test_admin_creates_a_key_shown_once_and_revokes_it_audited(admin_client, db):
-    """Promise: a new key is shown once and stored hashed; create and revoke are audited."""
+    """Promise: a new key is shown once and stored hashed; create and revoke are audited.
+    Post/redirect/get: the answer to the POST is a redirect, so reloading the page that
+    shows the key creates no second one."""
     from mailprefs.domain.models import ApiKey
 
     reply = post_form(
@@ -173,10 +175,14 @@ def test_admin_creates_a_key_shown_once_and_revokes_it_audited(admin_client, db)
         {"key-role": "marketing", "key-name": "newsletter tool"},
         token_from="/dashboard/access",
     )
-    page = reply.get_data(as_text=True)
-    assert reply.status_code == 200 and "shown once" in page
+    assert reply.status_code == 302 and reply.location.endswith("/dashboard/access")
+    shown = admin_client.get(reply.location)
+    page = shown.get_data(as_text=True)
+    assert shown.status_code == 200 and "shown once" in page
+    assert 'data-confirm="Revoke key' in page  # revoking asks first
     with db.session(read_only=True) as s:
         key = s.scalar(select(ApiKey))
+        assert s.scalar(select(func.count(ApiKey.id))) == 1
         assert key.prefix in page and key.key_hash not in page
     # Shown once: the access page lists the prefix, never the secret again.
     again = admin_client.get("/dashboard/access").get_data(as_text=True)

@@ -69,7 +69,8 @@
     svg.appendChild(svgElement("text", { x: width, y: 12, "text-anchor": "end" }, "max " + top));
   }
 
-  function setReasons(root, blocked) {
+  function setReasons(root, blocked, words) {
+    words = words || {};
     var table = root.querySelector('table[data-field="blocked"] tbody');
     if (!table) { return; }
     while (table.firstChild) { table.removeChild(table.firstChild); }
@@ -81,8 +82,29 @@
     }
     for (var i = 0; i < reasons.length; i++) {
       var row = document.createElement("tr"), th = document.createElement("th"), td = document.createElement("td");
-      th.scope = "row"; th.textContent = reasons[i]; td.textContent = String(blocked[reasons[i]]);
+      th.scope = "row"; th.textContent = words[reasons[i]] || reasons[i]; td.textContent = String(blocked[reasons[i]]);
       row.appendChild(th); row.appendChild(td); table.appendChild(row);
+    }
+  }
+
+  // A campaign page follows its campaign's status: buttons the new status does not
+  // allow go away (no "Pause" on a sent campaign), "Next run" only while scheduled, the
+  // audience section only before sending. No reload: the page keeps what it shows.
+  function setControls(status, allowed) {
+    var forms = document.querySelectorAll("[data-controls] form[data-action]");
+    var shown = 0;
+    for (var i = 0; i < forms.length; i++) {
+      var keep = allowed.indexOf(forms[i].getAttribute("data-action")) !== -1;
+      forms[i].hidden = !keep;
+      if (keep) { shown += 1; }
+    }
+    var sections = document.querySelectorAll("[data-controls]");
+    for (var j = 0; j < sections.length; j++) { sections[j].hidden = shown === 0; }
+    var label = document.querySelector('[data-field="send_label"]');
+    if (label) { label.textContent = status === "scheduled" ? "Next run" : "Send at"; }
+    var only = document.querySelectorAll("[data-while]");
+    for (var k = 0; k < only.length; k++) {
+      only[k].hidden = only[k].getAttribute("data-while").split(" ").indexOf(status) === -1;
     }
   }
 
@@ -97,7 +119,8 @@
     setText(root, "blocked_total", data.blocked_total);
     setText(root, "percent_done", data.percent.done + "%");
     root.setAttribute("data-final", data.final ? "true" : "false");
-    setReasons(root, data.stats.blocked);
+    setReasons(root, data.stats.blocked, data.reason_words);
+    if (data.controls) { setControls(data.status, data.controls); }
     if (data.series) {
       setText(root, "unit", data.series.unit);
       var figure = root.querySelector("[data-chart]");

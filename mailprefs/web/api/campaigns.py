@@ -5,11 +5,9 @@ from __future__ import annotations
 from flask import current_app
 
 from mailprefs import clock
-from mailprefs.delivery.message import MessageBuilder, message_settings
-from mailprefs.delivery.types import CampaignInfo, RecipientInfo
-from mailprefs.domain import campaigns, reputation, test_copies
+from mailprefs.delivery.preview import render_preview
+from mailprefs.domain import audit, campaigns, reputation, test_copies
 from mailprefs.domain.outbox_models import Campaign
-from mailprefs.domain.templating import placeholder_attributes
 from mailprefs.domain.topics import get_topic
 from mailprefs.extensions import get_tokens
 from mailprefs.web.api import api
@@ -85,6 +83,15 @@ def create_campaign(call: Call):
             audience=body.audience.model_dump() if body.audience else None,
             created_by=call.actor,
         )
+        # Inside `produce`: a replayed Idempotency-Key creates nothing and records nothing.
+        audit.record(
+            call.session,
+            call.actor,
+            "campaign.create",
+            target_type="campaign",
+            target_id=campaign.public_id,
+            detail={"topic": topic.slug, "status": campaign.status.value},
+        )
         return 201, CampaignCreated(id=campaign.public_id, status=campaign.status.value)
 
     return once(call, "campaigns.create", produce)
@@ -133,26 +140,8 @@ def campaign_audience(call: Call, public_id: str):
     tag="campaigns",
 )
 def preview_campaign(call: Call, public_id: str):
-    import email
-    import email.policy
-
     campaign = _get(call, public_id)
-    builder = MessageBuilder(
-        message_settings(current_app.config), get_tokens(), CampaignInfo.of(campaign)
-    )
-    sample = RecipientInfo(
-        public_id="preview",
-        email="recipient@example.com",
-        attributes=placeholder_attributes(campaign.subject, campaign.text_body, campaign.html_body),
-    )
-    parsed = email.message_from_bytes(builder.build(sample).raw, policy=email.policy.default)
-    html = parsed.get_body(("html",))
-    return 200, PreviewOut(
-        subject=str(parsed["Subject"]),
-        text=parsed.get_body(("plain",)).get_content().replace("\r\n", "\n"),
-        html=html.get_content().replace("\r\n", "\n") if html is not None else None,
-        headers={k: str(v) for k, v in parsed.items() if not k.lower().startswith("content-")},
-    )
+    return 200, PreviewOut(**render_preview(current_app.config, get_tokens(), campaign))
 
 
 @api.route(

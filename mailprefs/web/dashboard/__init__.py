@@ -7,11 +7,12 @@ an address or a consent history write an audit entry (a staff read of personal d
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, g, jsonify, redirect, request, url_for
+from flask import Blueprint, Response, abort, current_app, g, jsonify, redirect, request, url_for
 from flask_login import current_user
 
-from mailprefs.domain.models import User
+from mailprefs.domain.models import Role, User
 from mailprefs.extensions import db_session, login_manager
+from mailprefs.web.dashboard import words
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
@@ -21,6 +22,27 @@ login_manager.login_message = "Log in to see the dashboard."
 login_manager.session_protection = "strong"
 
 PUBLIC_ENDPOINTS = {"dashboard.login"}
+# What a marketing login may open: campaigns (counts and content, no personal data),
+# the composer, settings. Everything else (addresses, suppressions, complaints, the audit
+# log, captured mail, jobs, policies, access, and any page added later) is closed to it.
+MARKETING_ENDPOINTS = {
+    "dashboard.home",
+    "dashboard.logout",
+    "dashboard.campaigns",
+    "dashboard.campaigns_progress",
+    "dashboard.campaign",
+    "dashboard.campaign_progress",
+    "dashboard.control",
+    "dashboard.campaign_new",
+    "dashboard.campaign_edit",
+    "dashboard.campaign_duplicate",
+    "dashboard.campaign_test",
+    "dashboard.campaign_schedule",
+    "dashboard.campaign_preview_html",
+    "dashboard.settings",
+    "dashboard.overview",
+    "dashboard.account",
+}
 # Pages: own scripts and styles only, frames only from ourselves (the captured-mail
 # viewer), nothing from elsewhere. The captured mail's HTML gets a stricter one of its own.
 CSP = (
@@ -48,6 +70,8 @@ def require_login() -> Response | None:
             response.status_code = 401
             return response
         return redirect(url_for("dashboard.login", next=request.path))
+    if current_user.role == Role.MARKETING and request.endpoint not in MARKETING_ENDPOINTS:
+        abort(403, "A marketing login sees campaigns only; ask ops for the rest.")
     return None
 
 
@@ -82,6 +106,8 @@ def dashboard_nav() -> list[dict]:
             continue
         if needs == "capture" and not current_app.config.get("MAILPREFS_CAPTURE_MAIL"):
             continue
+        if current_user.role == Role.MARKETING and endpoint not in MARKETING_ENDPOINTS:
+            continue
         built = endpoint in current_app.view_functions
         items.append(
             {
@@ -95,16 +121,23 @@ def dashboard_nav() -> list[dict]:
     return items
 
 
+# Codes in words on every dashboard page: `words.reason(code)`, `words.source(code)`...
+bp.add_app_template_global(words, "words")
+bp.add_app_template_filter(words.reason, "reason_words")
+
+
 from mailprefs.web.dashboard import (  # noqa: E402,F401
     access,
     audit_log,
     auth,
     campaigns,
     complaints,
+    compose,
     jobs,
     mail,
     policies,
     reputation,
+    settings,
     suppressions,
     webhooks,
 )

@@ -3,7 +3,7 @@ key is shown once, on the page that created it, and never stored in clear."""
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import abort, flash, redirect, render_template, session, url_for
 from sqlalchemy import select
 
 from mailprefs.domain import apikeys, users
@@ -14,6 +14,7 @@ from mailprefs.web.dashboard import bp
 from mailprefs.web.dashboard.common import actor, admin_required, record
 from mailprefs.web.dashboard.forms import ActionForm, ApiKeyForm, UserForm
 
+NEW_KEY = "dashboard_new_api_key"
 PAST = {"deactivate": "deactivated", "activate": "activated", "unlock": "unlocked"}
 
 
@@ -34,7 +35,10 @@ def _page(new_key: str | None = None, key_form=None, user_form=None):
 @bp.get("/access")
 @admin_required
 def access():
-    return _page()
+    # The key created by the POST just before (post/redirect/get: a reload of this page
+    # creates nothing), shown this once. It rides in the signed session cookie of the
+    # admin who created it for one redirect, and is dropped from it here.
+    return _page(new_key=session.pop(NEW_KEY, None))
 
 
 @bp.post("/access/keys")
@@ -49,7 +53,8 @@ def create_key():
     record("api_key.create", "api_key", row.prefix, {"role": row.role.value})
     db.commit()
     flash(f"Created {row.role} key {row.prefix}. Copy it now: it is not shown again.")
-    return _page(new_key=secret)
+    session[NEW_KEY] = secret
+    return redirect(url_for("dashboard.access"))
 
 
 @bp.post("/access/keys/<prefix>/revoke")

@@ -6,16 +6,20 @@ write the audit entries; `run now` is `schedule(send_at=now)` of a scheduled cam
 
 from __future__ import annotations
 
-from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user
 from sqlalchemy import func, select
 
 from mailprefs import clock
 from mailprefs.domain import campaigns as rules
 from mailprefs.domain.errors import Conflict, Invalid, NotFound
+from mailprefs.domain.models import Role, TopicKind
 from mailprefs.domain.outbox_models import Campaign, CampaignKind, CampaignStatus
+from mailprefs.domain.topics import list_topics
 from mailprefs.extensions import db_session
-from mailprefs.web.dashboard import bp
-from mailprefs.web.dashboard.common import PAGE_SIZE, actor, page_number
+from mailprefs.scheduling import view
+from mailprefs.web.dashboard import bp, compose, words
+from mailprefs.web.dashboard.common import PAGE_SIZE, actor, last_page, page_number
 from mailprefs.web.dashboard.forms import ActionForm
 from mailprefs.web.dashboard.metrics import chart_geometry, progress, sends_over_time
 from mailprefs.web.dashboard.reputation import panel
@@ -47,6 +51,7 @@ def _campaign(public_id: str) -> Campaign:
 
 @bp.get("/campaigns")
 def campaigns():
+    holding = _holding()
     kind = request.args.get("kind", "all")
     kinds = KINDS.get(kind, KINDS["all"])
     status = request.args.get("status", "")
@@ -56,6 +61,7 @@ def campaigns():
     if status in {s.value for s in S}:
         query = query.where(Campaign.status == S(status))
     total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
+    page = min(page, last_page(total))  # past the end shows the last page
     rows = db.scalars(
         query.order_by(Campaign.created_at.desc(), Campaign.id.desc())
         .limit(PAGE_SIZE)
@@ -68,9 +74,26 @@ def campaigns():
         status=status,
         statuses=[s.value for s in S],
         page=page,
-        pages=max(1, -(-total // PAGE_SIZE)),
+        pages=last_page(total),
         total=total,
+        holding=holding,
+        filtered=bool(status) or kind != "all",
+        compose_url=url_for("dashboard.campaign_new"),
+        example_topic=next(
+            (t.slug for t in list_topics(db) if t.kind == TopicKind.MARKETING), "TOPIC"
+        ),
     )
+
+
+def _holding() -> list[tuple[str, str]]:
+    """Paused recurring jobs that hold back sends, with what that means (as on Jobs)."""
+    from mailprefs.web.dashboard.jobs import HOLDS_SENDS
+
+    # End the request's transaction first: on SQLite it holds the write lock, which the
+    # job store's own transaction would wait for (as on the Jobs page).
+    db_session().commit()
+    paused = view.paused_recurring(current_app._get_current_object())
+    return [(job_id, effect) for job_id, effect in HOLDS_SENDS.items() if job_id in paused]
 
 
 @bp.get("/campaigns/progress.json")
@@ -98,16 +121,34 @@ def campaign(public_id: str):
         chart=chart_geometry(series),
         audience=audience,
         guard=panel(db, row),
-        controls=CONTROLS[row.status],
+        controls=CONTROLS[row.status] if may_control(row) else (),
         form=ActionForm(),
+        **compose.page_extras(row),
     )
 
 
 @bp.get("/campaigns/<public_id>/progress.json")
 def campaign_progress(public_id: str):
+    """Progress, and what the page must show for the status it has now: the buttons it
+    allows and the words for its blocked reasons (the page follows without a reload)."""
     db = db_session()
     row = _campaign(public_id)
-    return jsonify({**progress(db, row), "series": sends_over_time(db, row)})
+    data = progress(db, row)
+    return jsonify(
+        {
+            **data,
+            "series": sends_over_time(db, row),
+            "controls": list(CONTROLS[row.status]),
+            "reason_words": {r: words.reason(r) for r in data["stats"]["blocked"]},
+        }
+    )
+
+
+def may_control(row: Campaign) -> bool:
+    """Marketing logins act on campaigns of marketing topics only (as marketing keys)."""
+    if current_user.role != Role.MARKETING:
+        return True
+    return row.kind == CampaignKind.CAMPAIGN and row.topic.kind == TopicKind.MARKETING
 
 
 ACTIONS = {
@@ -126,6 +167,8 @@ def control(public_id: str, action: str):
         abort(400, "The form expired; reload the page and try again.")
     db = db_session()
     row = _campaign(public_id)
+    if not may_control(row):
+        abort(403, "A marketing login controls campaigns on marketing topics only.")
     try:
         if action == "run-now":
             if row.status != S.SCHEDULED:
@@ -140,5 +183,15 @@ def control(public_id: str, action: str):
         flash(f"{action.replace('-', ' ').capitalize()}: done. The campaign is {row.status}.")
     except (Conflict, Invalid) as exc:
         db.rollback()
-        flash(exc.detail, "error")
+        if action == "run-now" or isinstance(exc, Invalid):  # e.g. a resume without its note
+            flash(exc.detail, "error")
+        else:
+            # The page was older than the campaign (it finished, or someone else acted):
+            # say what it is now rather than the state machine's wording.
+            verb = {"resume": "resumed", "pause": "paused"}.get(action, "cancelled")
+            flash(
+                f"The campaign is {row.status} now, so it cannot be {verb}. "
+                "This page shows its current state.",
+                "error",
+            )
     return redirect(url_for("dashboard.campaign", public_id=public_id))

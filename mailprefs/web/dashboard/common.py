@@ -25,6 +25,7 @@ NAV = [
     ("Webhooks", "dashboard.webhooks", None),
     ("Captured mail", "dashboard.mail", "capture"),
     ("Access", "dashboard.access", "admin"),
+    ("Settings", "dashboard.settings", None),
 ]
 PAGE_SIZE = 25
 
@@ -69,3 +70,8 @@ def record(
 def page_number() -> int:
     raw = request.args.get("page", "1")
     return max(1, min(int(raw), 100_000)) if raw.isdigit() else 1
+
+
+def last_page(total: int, size: int = PAGE_SIZE) -> int:
+    """The number of the last page (1 when there is nothing): pages past it show it."""
+    return max(1, -(-total // size))

@@ -10,10 +10,11 @@ from sqlalchemy import func, select
 from mailprefs.domain import complaints as rules
 from mailprefs.domain import consent, suppression
 from mailprefs.domain.errors import Conflict, Invalid, NotFound
-from mailprefs.domain.models import Subscriber
+from mailprefs.domain.models import Subscriber, Topic
 from mailprefs.domain.outbox_models import Campaign, Complaint, ComplaintStatus
+from mailprefs.domain.topics import list_topics
 from mailprefs.extensions import db_session
-from mailprefs.web.dashboard import bp
+from mailprefs.web.dashboard import bp, words
 from mailprefs.web.dashboard.common import PAGE_SIZE, actor, page_number, record
 from mailprefs.web.dashboard.forms import ResolveForm
 
@@ -65,12 +66,24 @@ def complaint(public_id: str):
         "dashboard/complaint.html",
         row=row,
         person=person,
-        states=consent.states(db, person) if person else {},
+        topics=_topic_states(db, person) if person else [],
         history=consent.history(db, person) if person else [],
         campaign=db.get(Campaign, row.campaign_id) if row.campaign_id else None,
         active=suppression.active(db, row.email_hash) if row.email_hash else None,
         form=ResolveForm(),
     )
+
+
+def _topic_states(db, person: Subscriber) -> list[tuple[Topic, str]]:
+    """Each active topic with the person's state on it in words (administrative topics
+    by what the person receives, not the ledger's `none`)."""
+    states = consent.states(db, person)
+    topics = {t.slug: t for t in list_topics(db)}
+    return [
+        (topics[slug], words.topic_state(topics[slug], state.value, person.status.value))
+        for slug, state in states.items()
+        if slug in topics
+    ]
 
 
 @bp.post("/complaints/<public_id>/resolve")

@@ -54,7 +54,7 @@ class ApiKeyForm(FlaskForm):
 
 class UserForm(FlaskForm):
     email = StringField("Email", validators=[DataRequired(), Length(max=320), NO_CONTROL])
-    role = SelectField("Role", choices=["ops", "admin"])
+    role = SelectField("Role", choices=["marketing", "ops", "admin"])
     password = PasswordField("Password", validators=[DataRequired(), Length(min=12, max=1024)])
 
 

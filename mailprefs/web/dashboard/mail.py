@@ -13,7 +13,7 @@ import re
 from email.parser import BytesHeaderParser
 from pathlib import Path
 
-from flask import Response, abort, current_app, render_template
+from flask import Response, abort, current_app, render_template, request
 
 from mailprefs.delivery.transport import captured_files
 from mailprefs.extensions import db_session
@@ -49,30 +49,61 @@ def _find(name: str) -> Path:
     abort(404)
 
 
+SEARCH_LIMIT = 5000  # a search reads headers of at most this many newest messages
+
+
+def _summary(parser: BytesHeaderParser, path: Path) -> dict | None:
+    try:
+        with path.open("rb") as handle:
+            headers = parser.parse(handle)
+        size = path.stat().st_size
+    except OSError:
+        return None  # removed meanwhile (an erasure)
+    return {
+        "name": path.name,
+        "size": size,
+        **{h: str(headers.get(h, "")) for h in SUMMARY_HEADERS},
+    }
+
+
 @bp.get("/mail")
 def mail():
     files = _newest_first()
-    page = page_number()
-    shown = files[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
     parser = BytesHeaderParser(policy=email.policy.default)
-    rows = []
-    for path in shown:
-        try:
-            with path.open("rb") as handle:
-                headers = parser.parse(handle)
-            size = path.stat().st_size
-        except OSError:
-            continue  # removed meanwhile (an erasure)
-        summary = {h: str(headers.get(h, "")) for h in SUMMARY_HEADERS}
-        rows.append({"name": path.name, "size": size, **summary})
-    record("captured_mail.list", "captured_mail", None, {"page": page, "shown": len(rows)})
+    query = "".join(c for c in request.args.get("q", "").strip()[:200] if c.isprintable())
+    if query:
+        # A search reads the headers it matches on (To, From, Subject), newest first.
+        needle = query.casefold()
+        found = []
+        for path in files[:SEARCH_LIMIT]:
+            row = _summary(parser, path)
+            if row and any(needle in row[h].casefold() for h in ("To", "From", "Subject")):
+                found.append(row)
+        total = len(found)
+    else:
+        total = len(files)
+    pages = max(1, -(-total // PAGE_SIZE))
+    page = min(page_number(), pages)  # never "page 999 of 51": past the end is the last
+    start, end = (page - 1) * PAGE_SIZE, page * PAGE_SIZE
+    if query:
+        rows = found[start:end]
+    else:
+        rows = [r for r in (_summary(parser, p) for p in files[start:end]) if r is not None]
+    record(
+        "captured_mail.list",
+        "captured_mail",
+        None,
+        {"page": page, "shown": len(rows), **({"searched": True} if query else {})},
+    )
     db_session().commit()
     return render_template(
         "dashboard/mail.html",
         rows=rows,
         page=page,
-        pages=max(1, -(-len(files) // PAGE_SIZE)),
-        total=len(files),
+        pages=pages,
+        total=total,
+        query=query,
+        searched_all=len(files) <= SEARCH_LIMIT,
         folder=str(_folder()),
     )
 
