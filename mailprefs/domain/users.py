@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 from argon2 import PasswordHasher
@@ -56,6 +57,10 @@ def verify(
         _hasher.hash(password)  # same cost as a real check: no timing oracle
         return None
     if user.locked_until is not None and user.locked_until > now:
+        # The same argon2 work as any other answer: a quick "locked" would tell an
+        # attacker which logins exist (issue 13 finding 7).
+        with contextlib.suppress(VerificationError, InvalidHashError):
+            _hasher.verify(user.password_hash, password)
         return None
     try:
         _hasher.verify(user.password_hash, password)
