@@ -74,7 +74,7 @@ def forms(address: str) -> set[str]:
     return {f"{local}@{d}" for d in domains if d}
 
 
-def redact(text: str | None, address: str, *, limit: int = 1000) -> str | None:
+def redact(text: str | None, address: str | None, *, limit: int = 1000) -> str | None:
     """`text` without `address` in any of its `forms()`, nor its local part on its own.
 
     A local part of 3 characters or more goes wherever it stands as a word. A shorter
@@ -84,6 +84,8 @@ def redact(text: str | None, address: str, *, limit: int = 1000) -> str | None:
     """
     if not text:
         return None
+    if not address:
+        return text[:limit]
     for form in sorted(forms(address), key=len, reverse=True):
         text = re.sub(re.escape(form), REDACTED, text, flags=re.IGNORECASE)
     local = address.strip().lower().rpartition("@")[0]
