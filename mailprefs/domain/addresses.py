@@ -12,6 +12,9 @@ from email_validator import EmailNotValidError, validate_email
 
 from mailprefs.domain.errors import Invalid
 
+MAX_LOCAL_PART = 64
+MAX_ADDRESS = 254
+
 
 def normalise(address: str, field: str = "email") -> str:
     """The canonical form of an address, or Invalid. No DNS lookups at request time.
@@ -22,9 +25,18 @@ def normalise(address: str, field: str = "email") -> str:
     if not isinstance(address, str) or any(c in address for c in "\r\n\0"):
         raise Invalid.field(field, "not a valid email address")
     try:
-        result = validate_email(address.strip(), check_deliverability=False)
+        # No SMTPUTF8: the relay path sends ASCII envelopes, so a non-ASCII local part
+        # could be stored but never sent. A Unicode domain is fine (sent as IDNA).
+        result = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise Invalid.field(field, f"not a valid email address: {exc}") from None
+    # RFC 5321 4.5.3.1: a local part of at most 64 octets, a path of at most 254.
+    if len(result.local_part) > MAX_LOCAL_PART or len(result.ascii_email or "") > MAX_ADDRESS:
+        raise Invalid.field(
+            field,
+            f"not a valid email address: at most {MAX_LOCAL_PART} characters before the @ "
+            f"and {MAX_ADDRESS} in all (RFC 5321)",
+        )
     return result.normalized.lower()
 
 
@@ -62,7 +74,7 @@ def forms(address: str) -> set[str]:
     return {f"{local}@{d}" for d in domains if d}
 
 
-def redact(text: str | None, address: str, *, limit: int = 1000) -> str | None:
+def redact(text: str | None, address: str | None, *, limit: int = 1000) -> str | None:
     """`text` without `address` in any of its `forms()`, nor its local part on its own.
 
     A local part of 3 characters or more goes wherever it stands as a word. A shorter
@@ -72,6 +84,8 @@ def redact(text: str | None, address: str, *, limit: int = 1000) -> str | None:
     """
     if not text:
         return None
+    if not address:
+        return text[:limit]
     for form in sorted(forms(address), key=len, reverse=True):
         text = re.sub(re.escape(form), REDACTED, text, flags=re.IGNORECASE)
     local = address.strip().lower().rpartition("@")[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -28,7 +29,10 @@ from mailprefs.domain.outbox_models import BounceEvent, Complaint, Delivery
 from mailprefs.domain.topics import get_topic
 
 MINIMUM_AGE = 13
-BIRTH_DATE_KEYS = ("birth_date", "birthdate", "date_of_birth", "dob")
+# Attribute names that mean a birth date or an age, folded (lower case, letters and
+# digits only): `birth_date`, `BirthDate`, `date-of-birth`, `DOB`, `Age` ... all count.
+BIRTH_DATE_NAMES = frozenset({"birthdate", "dateofbirth", "dob", "born", "bornon"})
+AGE_NAMES = frozenset({"age", "ageyears", "ageinyears"})
 # Addresses once erased, or of a child, are never registered again by accident.
 NEVER_AGAIN = {SuppressionReason.ERASED, SuppressionReason.UNDERAGE}
 
@@ -52,31 +56,42 @@ def check_attributes(attributes: dict[str, Any]) -> None:
         raise Invalid.field(where, NON_FINITE_DETAIL)
 
 
+def age_attribute(name: str) -> str | None:
+    """ "birth_date" or "age" when an attribute name means one of them, else None.
+
+    Names are compared without case and without separators: `Age`, `AGE`, `birthDate`,
+    `Birth-Date`, `date_of_birth`, `DOB` all count (docs/security.md lists them)."""
+    folded = re.sub(r"[^a-z0-9]", "", name.lower())
+    if folded in BIRTH_DATE_NAMES:
+        return "birth_date"
+    if folded in AGE_NAMES:
+        return "age"
+    return None
+
+
 def check_age(attributes: dict[str, Any], today: date) -> None:
     """Refuse an intake that shows an age under 13 (Invalid names the attribute)."""
-    for key in BIRTH_DATE_KEYS:
-        if key not in attributes:
-            continue
-        raw = attributes[key]
-        try:
-            born = date.fromisoformat(raw) if isinstance(raw, str) else None
-        except ValueError:
-            born = None
-        if born is None or born > today:
-            raise Invalid.field(f"attributes.{key}", "must be a date in the past (YYYY-MM-DD)")
-        if age_in_years(born, today) < MINIMUM_AGE:
-            raise Invalid.field(
-                f"attributes.{key}",
-                f"we do not keep data about anyone under {MINIMUM_AGE}",
-            )
-    if "age" in attributes:
-        age = attributes["age"]
-        if isinstance(age, bool) or not isinstance(age, int) or not 0 <= age <= 150:
-            raise Invalid.field("attributes.age", "must be a whole number of years")
-        if age < MINIMUM_AGE:
-            raise Invalid.field(
-                "attributes.age", f"we do not keep data about anyone under {MINIMUM_AGE}"
-            )
+    for key, raw in attributes.items():
+        meaning = age_attribute(key)
+        if meaning == "birth_date":
+            try:
+                born = date.fromisoformat(raw) if isinstance(raw, str) else None
+            except ValueError:
+                born = None
+            if born is None or born > today:
+                raise Invalid.field(f"attributes.{key}", "must be a date in the past (YYYY-MM-DD)")
+            if age_in_years(born, today) < MINIMUM_AGE:
+                raise Invalid.field(
+                    f"attributes.{key}",
+                    f"we do not keep data about anyone under {MINIMUM_AGE}",
+                )
+        elif meaning == "age":
+            if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= 150:
+                raise Invalid.field(f"attributes.{key}", "must be a whole number of years")
+            if raw < MINIMUM_AGE:
+                raise Invalid.field(
+                    f"attributes.{key}", f"we do not keep data about anyone under {MINIMUM_AGE}"
+                )
 
 
 def find_by_public_id(

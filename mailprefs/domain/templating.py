@@ -82,7 +82,7 @@ _LOOP_COUNTER = "_mailprefs_loop_items"
 # against _MAX_WORK; wordwrap, slow per character, counts _WRAP_COST per character read.
 _MAX_WORK = 20_000_000
 _WRAP_COST = 200
-_CONCAT = "_mailprefs_concat"  # what each `a ~ b` is rewritten to call
+_CONCAT = "_mailprefs_concat"  # the filter each `a ~ b` is rewritten to
 _work: ContextVar[list[int] | None] = ContextVar("mailprefs_template_work", default=None)
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 
@@ -285,11 +285,8 @@ def _environment(autoescape: bool) -> _Sandbox:
     # injection payloads; nothing in a mail needs it.
     env.globals.pop("lipsum", None)
     env.filters.update(_BOUNDED_FILTERS)
+    env.filters[_CONCAT] = _concat(autoescape)
     return env
-
-
-_PLAIN = _environment(autoescape=False)
-_HTML = _environment(autoescape=True)
 
 
 def one_line(value: str) -> str:
@@ -374,7 +371,7 @@ def _merge(pieces: list[tuple[Any, ...]], context: Mapping[str, Any], html: bool
 
 def _count_loop_items(tree: jnodes.Template) -> None:
     """Rewrite every `{% for x in items %}` to `{% for x in <counter>(items) %}`, and
-    every `a ~ b` to `<concat>(a, b)` (sized before it is built)."""
+    every `a ~ b` to `(a, b)|<concat>` (sized before it is built)."""
     for node in tree.find_all(jnodes.For):
         counter = jnodes.Name(_LOOP_COUNTER, "load", lineno=node.lineno)
         node.iter = jnodes.Call(counter, [node.iter], [], None, None, lineno=node.lineno)
@@ -386,16 +383,17 @@ def _count_loop_items(tree: jnodes.Template) -> None:
                 child[:] = [_concat_call(c) if isinstance(c, jnodes.Concat) else c for c in child]
 
 
-def _concat_call(node: jnodes.Concat) -> jnodes.Call:
-    name = jnodes.Name(_CONCAT, "load", lineno=node.lineno)
+def _concat_call(node: jnodes.Concat) -> jnodes.Filter:
+    # A filter, not a call: filters are called directly, calls go through the sandbox.
     # The same list: a Concat nested in it is rewritten in place when it is reached.
-    return jnodes.Call(name, node.nodes, [], None, None, lineno=node.lineno)
+    parts = jnodes.Tuple(node.nodes, "load", lineno=node.lineno)
+    return jnodes.Filter(parts, _CONCAT, [], [], None, None, lineno=node.lineno)
 
 
 def _concat(html: bool):
     join = markup_join if html else str_join
 
-    def concat(*parts: Any) -> str:
+    def concat(parts: tuple[Any, ...]) -> str:
         _sized(sum(len(str(p)) for p in parts))
         return join(parts)
 
@@ -436,7 +434,7 @@ class _LoopBudget:
         return numbers
 
 
-def _capped(template: Any, context: Mapping[str, Any], html: bool = False) -> str:
+def _capped(template: Any, context: Mapping[str, Any]) -> str:
     """Render, refusing output beyond _MAX_OUTPUT (a loop can multiply a small template),
     loops beyond _MAX_ITERATIONS items in all and string work beyond _MAX_WORK: each
     message is bounded on its own (a recipient whose data makes it expensive fails alone)."""
@@ -447,7 +445,6 @@ def _capped(template: Any, context: Mapping[str, Any], html: bool = False) -> st
         **context,
         _LOOP_COUNTER: budget.count,
         "range": budget.range,
-        _CONCAT: _concat(html),
     }
     token = _work.set([_MAX_WORK])
     try:
@@ -459,6 +456,10 @@ def _capped(template: Any, context: Mapping[str, Any], html: bool = False) -> st
     finally:
         _work.reset(token)
     return "".join(chunks)
+
+
+_PLAIN = _environment(autoescape=False)
+_HTML = _environment(autoescape=True)
 
 
 class _Field:
@@ -491,7 +492,7 @@ class _Field:
         self.constant: str | None = None
         self.merge = _merge_pieces(tree, env)
         self.escape = env.autoescape is True
-        if not meta.find_undeclared_variables(tree) - {_LOOP_COUNTER, _CONCAT}:
+        if not meta.find_undeclared_variables(tree) - {_LOOP_COUNTER}:
             self.constant = self.render({})
 
     def render(self, context: Mapping[str, Any]) -> str:
@@ -500,7 +501,7 @@ class _Field:
         if self.merge is not None:
             return _merge(self.merge, context, self.escape)
         try:
-            return _capped(self.template, context, self.escape)
+            return _capped(self.template, context)
         except SecurityError as exc:
             raise TemplateInvalid(self.name, f"not allowed: {exc}") from None
         except Exception as exc:
@@ -606,7 +607,7 @@ def validate(subject: str, text: str, html: str | None = None) -> None:
         fields.append(templates.html)
     for field in fields:
         try:
-            output = _capped(field.template, context, field.escape)
+            output = _capped(field.template, context)
         except UndefinedError:
             # Using a missing attribute in arithmetic or a call fails for a sample
             # recipient; real recipients may all have it. Not a safety matter.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 from argon2 import PasswordHasher
@@ -57,6 +58,10 @@ def verify(
         _hasher.hash(password)  # same cost as a real check: no timing oracle
         return None
     if user.locked_until is not None and user.locked_until > now:
+        # The same argon2 work as any other answer: a quick "locked" would tell an
+        # attacker which logins exist (issue 13 finding 7).
+        with contextlib.suppress(VerificationError, InvalidHashError):
+            _hasher.verify(user.password_hash, password)
         return None
     try:
         _hasher.verify(user.password_hash, password)
@@ -71,4 +76,31 @@ def verify(
     user.failed_logins = 0
     user.locked_until = None
     user.last_login_at = now
+    return user
+
+
+def end_sessions(user: User) -> None:
+    """Every session cookie issued to this login stops working (logout, password change):
+    the cookie carries the version, which moves on here."""
+    user.session_version = (user.session_version or 0) + 1
+
+
+def set_password(session: Session, user: User, password: str) -> None:
+    """A new password; every existing session of the login ends with the old one."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise Invalid.field("password", f"use at least {MIN_PASSWORD_LENGTH} characters")
+    user.password_hash = _hasher.hash(password)
+    end_sessions(user)
+    session.flush()
+
+
+def for_session(session: Session, session_id: str) -> User | None:
+    """The active login a session cookie's id (`<user id>.<session version>`) names, or
+    None when it is malformed, unknown, inactive or of an ended session."""
+    user_id, dot, version = session_id.partition(".")
+    if not (user_id.isdigit() and dot and version.isdigit()):
+        return None
+    user = session.get(User, int(user_id))
+    if user is None or not user.active or user.session_version != int(version):
+        return None
     return user

@@ -9,6 +9,9 @@ text 'NaN' is not JSON; PostgreSQL refused it). SQLite's json_extract then fails
 that row ("malformed JSON"), so every audience query with a condition, and every
 expansion, failed for everyone. Such values are rewritten as null; the application now
 refuses them at every door and in its JSON serializer.
+
+users.session_version: the dashboard's session cookie carries it; logout and a password
+change move it on, so a cookie copied before stops working.
 """
 
 import json
@@ -70,7 +73,14 @@ def upgrade() -> None:
     connection = op.get_bind()
     if connection.dialect.name == "sqlite":
         _repair_sqlite(connection)
+    # The session cookie names this version; logout and password change move it on.
+    op.add_column(
+        "users",
+        sa.Column("session_version", sa.Integer(), nullable=False, server_default="0"),
+    )
 
 
 def downgrade() -> None:
-    pass  # the repaired values stay null: NaN was never valid
+    with op.batch_alter_table("users") as batch_op:
+        batch_op.drop_column("session_version")
+    # The repaired JSON values stay null: NaN was never valid.

@@ -375,7 +375,10 @@ def test_when_the_relay_is_down_the_batch_backs_off_instead_of_timing_out_row_by
 
 def test_a_message_that_cannot_be_built_fails_alone(app, db, sink):
     with db.transaction() as s:
-        person(s, "zoë@example.com", opted_in=("offers",))  # needs SMTPUTF8
+        # An address that needs SMTPUTF8 is refused at the door now; one stored before
+        # that (written here directly) still fails alone.
+        old = person(s, "zoe@example.com", opted_in=("offers",))
+        old.email = "zoë@example.com"
         person(s, "plain@example.com", opted_in=("offers",))
     make_campaign(db)
     summary = Worker(app).run_due()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, current_app, g, jsonify, redirect, request, url_for
 from flask_login import current_user
 
+from mailprefs.domain import users
 from mailprefs.domain.models import Role, User
 from mailprefs.extensions import db_session, login_manager
 from mailprefs.web.dashboard import words
@@ -54,10 +55,7 @@ CSP = (
 
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
-    if not user_id.isdigit():
-        return None
-    user = db_session().get(User, int(user_id))
-    return user if user is not None and user.active else None
+    return users.for_session(db_session(), user_id)
 
 
 @bp.before_request

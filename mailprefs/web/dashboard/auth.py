@@ -102,6 +102,8 @@ def logout():
     form = ActionForm()
     if form.validate_on_submit():
         record("logout", "user", actor().removeprefix("user:"))
+        if current_user.is_authenticated:
+            users.end_sessions(current_user)  # a copy of the cookie stops working too
         db_session().commit()
         logout_user()
         session.clear()
