@@ -125,6 +125,7 @@ def _delayed(work: Path, n: dict[str, int]) -> list[Figure]:
     delay = {"delay_ms": DELAY_MS}
     messages = _messages(work, n["slow"])
     bare1 = _bare(work, messages[: n["slow1"]], 1, **delay)
+    bare8 = _bare(work, messages[: n["slow8"]], 8, **delay)
     bare32 = _bare(work, messages, 32, **delay)
     bare64 = _bare(work, messages, 64, **delay)
     runs = {
@@ -141,13 +142,13 @@ def _delayed(work: Path, n: dict[str, int]) -> list[Figure]:
     )
     figures = [
         Figure(f"bare smtplib loop, relay {DELAY_MS} ms, 1 connection", bare1.rate, "msg/s"),
+        Figure(f"bare smtplib loop, relay {DELAY_MS} ms, 8 connections", bare8.rate, "msg/s"),
         Figure(f"bare smtplib loop, relay {DELAY_MS} ms, 32 connections", bare32.rate, "msg/s"),
         Figure(f"bare smtplib loop, relay {DELAY_MS} ms, 64 connections", bare64.rate, "msg/s"),
     ]
+    bare = {1: bare1, 8: bare8, 32: bare32, 64: bare64}
     for pool, run in runs.items():
-        base, label = (bare1, "1 connection") if pool == 1 else (bare32, "32 connections")
-        if pool == 64:
-            base, label = bare64, "64 connections"
+        base, label = bare[pool], f"{pool} connection{'s' if pool > 1 else ''}"
         target = 0.7 if pool == 32 else None
         figures.append(
             Figure(f"{name}, pool of {pool}", run.rate, "msg/s", base.rate, label, target)
