@@ -175,8 +175,7 @@ class PoolSending:
         self._throttle()
         if group is not None:
             self.domains.take(group, time.monotonic())
-        rows.sending[item.id] = (message.message_id, recipient.email)
-        self.pool.submit(Job(item, decision, message, group))
+        self.pool.submit(Job(item, decision, message, group, recipient.email))
         return None
 
     def _outcome(self, done: Done, rows: BatchRows) -> _Outcome | None:
@@ -187,7 +186,7 @@ class PoolSending:
         item = done.job.ref
         if done.job.group is not None:
             self.domains.done(done.job.group)
-        message_id, email = rows.sending.pop(item.id)
+        message_id, email = done.job.message.message_id, done.job.email
         exc = done.error
         if exc is None:
             self.pool.window.accepted()
