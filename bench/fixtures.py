@@ -163,7 +163,7 @@ _OFFERS = "((n * 7) % 100)"  # < 85 opted in, 85..91 opted out, else no row
 _SUPPRESSED = "((n * 13) % 200)"  # 0 bounce, 1 complaint
 
 
-def populate(url: str, count: int, *, mix: bool = True) -> None:
+def populate(url: str, count: int, *, mix: bool = True, quiet: bool = False) -> None:
     """`count` subscribers with their topic states (and suppressions when `mix`).
     Without `mix` everyone is active and opted in to `offers`."""
     started = time.monotonic()
@@ -171,7 +171,10 @@ def populate(url: str, count: int, *, mix: bool = True) -> None:
         _populate_sqlite(make_url(url).database, count, mix)
     else:
         _populate_postgres(url, count, mix)
-    print(f"   populated {count:,} subscribers in {time.monotonic() - started:.1f} s", flush=True)
+    if not quiet:
+        print(
+            f"   populated {count:,} subscribers in {time.monotonic() - started:.1f} s", flush=True
+        )
 
 
 def _sql(count: int, mix: bool, *, sqlite: bool) -> list[str]:

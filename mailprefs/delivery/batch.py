@@ -26,8 +26,6 @@ class BatchRows:
         self.held: dict[str, deque[Claimed]] = {}
         self.deferred: list[tuple[float, Claimed]] = []  # (seconds from now, row)
         self.tries: Counter[int] = Counter()
-        # Rows on the wire: id -> (Message-ID, address), for recording the outcome.
-        self.sending: dict[int, tuple[str, str]] = {}
 
     @property
     def held_count(self) -> int:

@@ -46,6 +46,7 @@ class Job:
     decision: Any
     message: BuiltMessage
     group: str | None = None  # the domain limit it counts against, if any
+    email: str = ""  # the address as stored (its hash goes on the suppression list)
 
 
 @dataclass

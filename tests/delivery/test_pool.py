@@ -266,3 +266,14 @@ def test_rows_a_domain_rate_would_hold_past_the_lease_are_deferred_not_held(app,
     assert len(later) == 2
     assert all(r.lease_owner is None and r.attempts == 0 for r in later)
     assert all((r.next_attempt_at - clock.now()).total_seconds() >= 55 for r in later)
+
+
+@pytest.mark.parametrize("relay", [{"delay_ms": 5, "drop_every": 7}])
+def test_connections_the_relay_drops_are_opened_again_without_losing_a_message(app, db, sink):
+    """Promise: a relay that hangs up after some answers costs new connections, not
+    messages: everyone gets the mail once, nothing is retried or failed."""
+    audience(db, people(40))
+    summary = Worker(app).run_due()
+    assert summary.sent == 40 and summary.retrying == summary.failed == 0
+    assert sink.connections > 4, "the pool's connections were opened again"
+    assert set(received(sink).values()) == {1} and len(received(sink)) == 40
