@@ -7,7 +7,6 @@ and stop together when the server does (Ctrl-C or SIGTERM).
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 
@@ -22,8 +21,6 @@ STOP_TIMEOUT = 30.0
 
 
 def run(app: Flask, host: str, port: int) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     worker = Worker(app)
     worker_thread = threading.Thread(
         target=worker.run_forever,

@@ -43,6 +43,7 @@ def send_all(worker: Worker, summary: Summary) -> None:
             now=clock.now(),
             test_copies=True,
         )
+    worker._in_flight = claimed  # for `recovery.settle`, should one of them fail
     for index, item in enumerate(claimed):
         if worker.stop.is_set():
             with worker.db.engine.begin() as connection:
@@ -99,6 +100,7 @@ def _send_one(worker: Worker, item: Claimed, summary: Summary) -> None:
     except PermanentFailure as exc:
         _failed(worker, item, str(exc), summary)
         return
+    worker._in_hand = (item.id, message.message_id)  # it left: see `recovery.settle`
     with worker.db.transaction() as session:
         now = clock.now()
         _finish(

@@ -15,6 +15,7 @@ own, committed before the next row's.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
@@ -29,7 +30,7 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from mailprefs import clock
-from mailprefs.delivery import expand, outbox, test_copies
+from mailprefs.delivery import expand, outbox, recovery, test_copies
 from mailprefs.delivery.message import MessageBuilder, message_settings
 from mailprefs.delivery.outbox import Claimed, RetryPolicy
 from mailprefs.delivery.sendtx import SendTransactions
@@ -45,9 +46,11 @@ from mailprefs.domain.addresses import address_hash
 from mailprefs.domain.outbox_models import Campaign
 from mailprefs.domain.templating import TemplateInvalid
 from mailprefs.extensions import get_db, get_tokens
+from mailprefs.logs import event
 
 # Consecutive relay-level failures (not one recipient's) after which a batch backs off.
 RELAY_FAILURES_BEFORE_BACKOFF = 2
+log = logging.getLogger("mailprefs.worker")
 
 
 def new_worker_id() -> str:
@@ -120,6 +123,12 @@ class Worker:
         self._campaigns: dict[int, _CampaignContext] = {}
         self.relay_down = False
         self._next_send_at = 0.0
+        # What a failure can leave unsettled (`recovery.settle`): the batch claimed last, and
+        # the last message handed to the relay (delivery id, Message-ID) until recorded.
+        self._in_flight: list[Claimed] = []
+        self._in_hand: tuple[int, str] | None = None
+        self._blame: BaseException | None = None
+        self._unsettled = False
 
     # --- the steps -------------------------------------------------------------------
 
@@ -165,7 +174,10 @@ class Worker:
             batch = self.claim()
             if not batch:
                 break
-            total.add(self.process(batch))
+            started = time.monotonic()
+            done = self.process(batch)
+            total.add(done)
+            recovery.log_batch(self, len(batch), done, time.monotonic() - started)
         self.finish()
         return total
 
@@ -182,24 +194,44 @@ class Worker:
         return summary
 
     def run_forever(self, idle_seconds: float) -> None:
-        """The long-running worker: expand, drain, sleep when idle; stop on request."""
+        """The long-running worker: expand, drain, sleep when idle; stop on request.
+
+        It survives what it can. An error in one item (a bad row, a bug) fails that item
+        alone, recorded on its row and logged; while the database is away it backs off
+        and tries again; either way the message in hand is recorded once the database
+        answers and the rest of the batch is given back (`recovery.settle`). Then it goes
+        on.
+        """
+        event(log, "worker.started", worker=self.worker_id)
+        trouble = 0  # failures in a row
         try:
             while not self.stop.is_set():
-                self.expand_all()
-                done = self.drain()
+                try:
+                    recovery.settle(self)
+                    self.expand_all()
+                    done = self.drain()
+                except Exception as exc:  # noqa: BLE001 - the worker must outlive it
+                    trouble = recovery.survive(self, exc, trouble)
+                    continue
+                if trouble:
+                    event(log, "worker.recovered", worker=self.worker_id, failures=trouble)
+                    trouble = 0
                 if done.handled == 0:
                     self.transport.close()  # do not hold an idle SMTP connection
                     self.stop.wait(idle_seconds)
         finally:
             self.transport.close()
+            event(log, "worker.stopped", worker=self.worker_id)
 
     # --- one batch ---------------------------------------------------------------------
 
     def claim(self) -> list[Claimed]:
         with self.db.transaction() as session:
-            return outbox.claim(
+            batch = outbox.claim(
                 session, self.worker_id, limit=self.batch_size, lease=self.lease, now=clock.now()
             )
+        self._in_flight = batch
+        return recovery.with_contexts(self, batch)
 
     def process(self, batch: list[Claimed]) -> Summary:
         summary = Summary()
@@ -283,6 +315,10 @@ class Worker:
         rare one (retry, failure) in a transaction of its own, committed now."""
         if outcome is None:
             return
+        if outcome.kind == "sent":
+            # Kept until the next one: should this record not reach the database,
+            # `recovery.settle` writes it (the message has left).
+            self._in_hand = (outcome.item.id, outcome.message_id)
         now = clock.now()
         if outcome.kind == "sent":
             tx.mark_sent(outcome.item.id, outcome.message_id, now)
