@@ -10,22 +10,9 @@ from mailprefs.delivery.worker import Worker
 from mailprefs.domain import users
 from mailprefs.domain.models import AuditEntry, Suppression, User
 from mailprefs.domain.outbox_models import Campaign, CampaignKind, Delivery, DeliveryStatus
+from tests.api.test_campaigns_api import CAMPAIGN
 from tests.conftest import bearer, count
 from tests.support.factories import person
-from tests.support.smtp_sink import SmtpSink
-
-CAMPAIGN = {
-    "topic": "offers",
-    "subject": "Hi {{ first_name }}",
-    "text": "Hello {{ first_name }}",
-    "html": "<p>Hello {{ first_name }}</p>",
-}
-
-
-@pytest.fixture
-def sink():
-    with SmtpSink() as running:
-        yield running
 
 
 @pytest.fixture

@@ -12,28 +12,20 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from mailprefs import clock
 from mailprefs.db import Database
-from mailprefs.domain import campaigns, messages, test_copies, users
+from mailprefs.domain import messages, test_copies, users
 from mailprefs.domain.outbox_models import Campaign, Delivery, DeliveryStatus
 from mailprefs.domain.topics import get_topic
 from mailprefs.extensions import get_db
 from mailprefs.migrate import upgrade
 from tests.conftest import make_test_app
+from tests.delivery.test_processes import wait_until
 from tests.support import processes
-from tests.support.factories import person
+from tests.support.factories import person, started_campaign
 from tests.support.private_postgres import PrivateCluster
-from tests.support.smtp_sink import read_maildir, start_sink_process, stop_sink_process
+from tests.support.smtp_sink import read_maildir
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def sink_process(tmp_path):
-    maildir = tmp_path / "received"
-    proc, port = start_sink_process(maildir)
-    yield maildir, port
-    stop_sink_process(proc)
 
 
 @pytest.fixture
@@ -48,28 +40,7 @@ def campaign_for(db, addresses: list[str]) -> int:
     with db.transaction() as s:
         for address in addresses:
             person(s, address, opted_in=("offers",), attributes={"first_name": "Ada"})
-        campaign = campaigns.create(
-            s,
-            topic=get_topic(s, "offers"),
-            subject="Hi {{ first_name }}",
-            text="Hello {{ first_name }}, {{ email }}",
-            html=None,
-            send_at=None,
-            audience=None,
-            created_by="test",
-        )
-        campaigns.schedule(s, campaign, clock.now(), "test")
-        campaigns.fire_due(s, clock.now())
-        return campaign.id
-
-
-def wait_until(predicate, timeout: float, step: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
+        return started_campaign(s, text="Hello {{ first_name }}, {{ email }}")
 
 
 def json_events(text: str) -> list[dict]:

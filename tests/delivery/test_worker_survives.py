@@ -5,25 +5,15 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import select
 
-from mailprefs import clock
 from mailprefs.delivery.worker import Worker
-from mailprefs.domain import campaigns
 from mailprefs.domain.outbox_models import Delivery, DeliveryStatus
-from mailprefs.domain.topics import get_topic
-from tests.support.factories import person
-from tests.support.smtp_sink import SmtpSink
-
-
-@pytest.fixture
-def sink():
-    with SmtpSink() as running:
-        yield running
+from tests.delivery.test_processes import wait_until
+from tests.support.factories import person, started_campaign
 
 
 @pytest.fixture
@@ -42,15 +32,6 @@ def spoil(db, subscriber_id: int, stored: str) -> None:
         )
 
 
-def wait_until(predicate, timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 def test_a_bad_row_fails_alone_recorded_and_logged_and_the_worker_goes_on(app, db, sink, caplog):
     """Rows whose stored attributes cannot make a message (not an object; on SQLite also
     text that is not JSON) each fail with `internal_error`, one log line each; everyone
@@ -63,34 +44,23 @@ def test_a_bad_row_fails_alone_recorded_and_logged_and_the_worker_goes_on(app, d
             for i in range(9)
         ]
         bad_ids = {people[2 + 3 * i].id for i in range(len(spoiled))}
-        campaign = campaigns.create(
-            s,
-            topic=get_topic(s, "offers"),
-            subject="Hi {{ first_name }}",
-            text="Hello {{ first_name }}",
-            html=None,
-            send_at=None,
-            audience=None,
-            created_by="test",
-        )
-        campaigns.schedule(s, campaign, clock.now(), "test")
+        started_campaign(s, text="Hello {{ first_name }}")
     for subscriber_id, stored in zip(sorted(bad_ids), spoiled, strict=True):
         spoil(db, subscriber_id, stored)
 
     worker = Worker(app)
-    worker.fire_due()
     thread = threading.Thread(target=worker.run_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         good = 9 - len(bad_ids)
-        assert wait_until(lambda: len(sink.messages) >= good)
+        assert wait_until(lambda: len(sink.messages) >= good, timeout=60)
 
         def settled() -> bool:
             with db.session(read_only=True) as s:
                 rows = s.scalars(select(Delivery)).all()
                 return len(rows) == 9 and all(r.status != DeliveryStatus.QUEUED for r in rows)
 
-        assert wait_until(settled)
+        assert wait_until(settled, timeout=60)
         assert thread.is_alive()  # it went on
     finally:
         worker.stop.set()

@@ -24,7 +24,7 @@ from mailprefs.domain.topics import get_topic
 from mailprefs.scheduling import view
 from tests.support import processes
 from tests.support.factories import HASH_KEY, evidence, person
-from tests.support.smtp_sink import read_maildir, start_sink_process, stop_sink_process
+from tests.support.smtp_sink import read_maildir
 
 pytestmark = pytest.mark.slow
 
@@ -35,14 +35,6 @@ LEASE_SECONDS = 15  # the default of MAILPREFS_SCHEDULER_LEASE_SECONDS
 def app_config():
     # The test announces notices that take effect within a minute.
     return {"MAILPREFS_POLICY_NOTICE_DAYS": 0}
-
-
-@pytest.fixture
-def sink_process(tmp_path):
-    maildir = tmp_path / "received"
-    proc, port = start_sink_process(maildir)
-    yield maildir, port
-    stop_sink_process(proc)
 
 
 @pytest.fixture
