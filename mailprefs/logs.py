@@ -96,7 +96,18 @@ def _text(value: Any) -> str:
 
 
 class _Handler(logging.StreamHandler):
-    """Ours, so that configuring again replaces it instead of adding a second one."""
+    """Ours, so that configuring again replaces it instead of adding a second one.
+    Without a stream of its own it writes to whatever `sys.stderr` is at the time (a
+    test runner swaps it per test)."""
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self.follows_stderr = stream is None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.follows_stderr:
+            self.stream = sys.stderr
+        super().emit(record)
 
 
 def configure(fmt: str = "text", level: int = logging.INFO, stream: Any = None) -> None:
@@ -106,7 +117,7 @@ def configure(fmt: str = "text", level: int = logging.INFO, stream: Any = None) 
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(handler)
-    handler = _Handler(stream or sys.stderr)
+    handler = _Handler(stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.addHandler(handler)
     if root.level == logging.NOTSET or root.level > level:
