@@ -5,14 +5,16 @@ address is on its campaign. Each is checked in one short transaction (still ours
 queued, and the gate: is the address a staff address now?), then built once and sent
 outside any transaction. A relay's refusal fails the row and goes on no suppression list:
 the address is staff, not a recipient, and the campaign's own sends are unaffected.
+Once a copy is settled (sent, blocked, failed) its campaign forgets the address.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from mailprefs import clock
 from mailprefs.delivery import outbox
@@ -24,6 +26,7 @@ from mailprefs.domain import gate
 from mailprefs.domain import test_copies as rules
 from mailprefs.domain.outbox_models import Campaign, CampaignKind, Delivery, DeliveryStatus
 from mailprefs.domain.templating import TemplateInvalid, placeholder_attributes
+from mailprefs.logs import scrub
 
 if TYPE_CHECKING:
     from mailprefs.delivery.worker import Summary, Worker
@@ -95,6 +98,8 @@ def _send_one(worker: Worker, item: Claimed, summary: Summary) -> None:
         if retried:
             summary.retrying += 1
         else:
+            with worker.db.transaction() as session:
+                _forget_address(session, item)
             summary.failed += 1
         return
     except PermanentFailure as exc:
@@ -129,14 +134,21 @@ def _failed(worker: Worker, item: Claimed, error: str, summary: Summary) -> None
             DeliveryStatus.FAILED,
             reason="test_copy_failed",
             attempts=item.attempts + 1,
-            last_error=error[:512],
+            last_error=scrub(error)[:512],
         )
     summary.failed += 1
 
 
-def _finish(session, item: Claimed, status: DeliveryStatus, **values) -> None:
+def _finish(session: Session, item: Claimed, status: DeliveryStatus, **values: Any) -> None:
     session.execute(
         update(Delivery)
         .where(Delivery.id == item.id)
         .values(status=status, lease_owner=None, lease_until=None, **values)
     )
+    _forget_address(session, item)
+
+
+def _forget_address(session: Session, item: Claimed) -> None:
+    """Settled: the copy no longer needs the staff address, so it is not kept."""
+    copy = session.get(Campaign, item.campaign_id)
+    copy.meta = {key: value for key, value in (copy.meta or {}).items() if key != "to"}
