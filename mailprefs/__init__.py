@@ -28,7 +28,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     settings.update(test_config or {})
     app.config.update(config_module.finalise(settings, instance_path))
 
-    from mailprefs import cli, extensions, web
+    from mailprefs import cli, extensions, logs, web
+
+    # Every process (gunicorn, the worker, the scheduler, a CLI command) builds an app.
+    logs.configure(app.config["MAILPREFS_LOG_FORMAT"])
 
     if app.config["MAILPREFS_PROXY_COUNT"]:
         # Behind N trusted proxies, take the client's address and scheme from their

@@ -231,23 +231,11 @@ def scheduler_command() -> None:
     SIGTERM/SIGINT (then lets running jobs finish and releases the leadership)."""
     from mailprefs.scheduling.service import SchedulerService
 
-    _log_to_stderr()
     service = SchedulerService(current_app._get_current_object())
     _stop_on_sigterm(service.stop)
     click.echo(f"scheduler {service.holder} started")
     service.run_forever()
     click.echo(f"scheduler {service.holder} stopped")
-
-
-def _log_to_stderr() -> None:
-    """Long-running processes log what they decide (elections, fired campaigns)."""
-    import logging
-
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def _stop_on_sigterm(event: threading.Event) -> None:

@@ -194,6 +194,12 @@ def _hour(name: str, raw: str) -> int:
     return value
 
 
+def _log_format(name: str, raw: str) -> str:
+    if raw not in ("text", "json"):
+        raise ConfigError(f"{name} must be text or json")
+    return raw
+
+
 # name -> (default, parser). None as a default means "unset".
 _SETTINGS: dict[str, tuple[Any, Any]] = {
     "MAILPREFS_ENV": ("production", str),
@@ -229,6 +235,7 @@ _SETTINGS: dict[str, tuple[Any, Any]] = {
     "MAILPREFS_RETRY_BASE_SECONDS": ("60", _float),
     "MAILPREFS_RETRY_MAX_SECONDS": ("21600", _float),
     "MAILPREFS_WORKER_IDLE_SECONDS": ("2", _float),
+    "MAILPREFS_LOG_FORMAT": ("text", _log_format),
     "MAILPREFS_SQLITE_SYNCHRONOUS": ("NORMAL", str),
     "MAILPREFS_DKIM_DOMAIN": (None, str),
     "MAILPREFS_DKIM_SELECTOR": (None, str),

@@ -7,7 +7,6 @@ and stop together when the server does (Ctrl-C or SIGTERM).
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import threading
@@ -41,8 +40,6 @@ def adopt_address(
 
 def run(app: Flask, host: str, port: int) -> None:
     base_url = adopt_address(app, host, port)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     worker = Worker(app)
     worker_thread = threading.Thread(
         target=worker.run_forever,

@@ -20,6 +20,9 @@ from tests.support import databases
 
 SECRET_KEYS = "test-signing-key-new,test-signing-key-old"
 
+# `sink` and `sink_process`: a real SMTP relay for any test that asks for one.
+pytest_plugins = ("tests.support.relay",)
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A test marked postgres_only (sqlite_only) has no variant on the other database:

@@ -13,6 +13,7 @@ join): the send loop records rare outcomes (retries, failures) on a Core connect
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +31,9 @@ from mailprefs.domain.outbox_models import (
     Delivery,
     DeliveryStatus,
 )
+from mailprefs.logs import event
+
+log = logging.getLogger("mailprefs.worker")
 
 # A literal, not a bound parameter: SQLite can only use the partial queue index when
 # the query's condition visibly matches the index's own WHERE.
@@ -142,6 +146,15 @@ def mark_retry(
     """A temporary failure: back off and retry, or give up after the limit.
     Returns True when it will be retried."""
     attempts = item.attempts + 1
+    # One line per retry (the relay's answer is scrubbed of addresses by the formatter).
+    event(
+        log,
+        "outbox.retry",
+        delivery=item.id,
+        attempts=attempts,
+        gave_up=attempts >= policy.max_attempts,
+        error=error[:200],
+    )
     if attempts >= policy.max_attempts:
         _finish(
             db,
@@ -207,6 +220,7 @@ def defer(db: Connection | Session, ids: list[int], owner: str, until: datetime)
             .where(_deliveries.c.id.in_(ids), _deliveries.c.lease_owner == owner)
             .values(lease_owner=None, lease_until=None, next_attempt_at=until)
         )
+        event(log, "outbox.deferred", logging.WARNING, rows=len(ids), until=until.isoformat())
 
 
 def release(db: Connection | Session, ids: list[int], owner: str) -> None:

@@ -86,7 +86,7 @@ class PoolSending:
         wait: float | None = 0.0
         with SendTransactions(self.db.engine) as tx:
             while True:
-                for done in self.pool.collect(wait):
+                for done in self.collect(wait):
                     outcome = self._outcome(done, rows)
                     if outcome is not None:
                         finished.append(outcome)
@@ -109,6 +109,7 @@ class PoolSending:
                 finished.clear()
                 prepared = [] if ending else self._prepare(tx, rows, summary)
                 tx.commit()
+                self._in_hand.clear()  # their records are in
                 self._give_back(rows, ending)
                 for item, decision, recipient, group in prepared:
                     failed = self._dispatch(item, decision, recipient, group, rows)
@@ -117,6 +118,7 @@ class PoolSending:
                 if not finished and self._batch_done(rows, ending, final):
                     break
                 wait = 0.0 if finished else self._wait_time(rows, ending)
+        self._current = None  # nothing of this batch is being handled any more
         self._judge()
         return summary
 
@@ -127,6 +129,16 @@ class PoolSending:
             with self.db.transaction() as session:
                 reputation.check_campaigns(session, self._refused_in, self.limits)
             self._refused_in.clear()
+
+    def collect(self, wait: float | None) -> list[Done]:
+        """The outcomes that are in (see `pool.collect`). The messages the relay accepted
+        are noted in hand first, before anything can fail while they are recorded: they
+        have left, and `recovery.settle` must know it."""
+        dones = self.pool.collect(wait)
+        for done in dones:
+            if done.crash is None and done.error is None:
+                self._in_hand[done.job.ref.id] = done.job.message.message_id
+        return dones
 
     def _batch_done(self, rows: BatchRows, ending: str, final: bool) -> bool:
         if ending or final:
@@ -140,6 +152,7 @@ class PoolSending:
             return []
         prepared = []
         for item, group in rows.next(self.pool.free, self.domains, now):
+            self._current = item  # to blame, should its row break the loop
             context = self._context(item.campaign_id)
             checked = tx.prepare(
                 item,
@@ -174,6 +187,7 @@ class PoolSending:
                 backlog = (ready or now) - now + self.domains.backlog_seconds(group, waiting)
                 rows.hold(item, group, backlog, self.lease.total_seconds() / 2)
                 return None
+        self._current = item
         context = self._context(item.campaign_id)
         self._progress(1)
         try:
@@ -197,6 +211,7 @@ class PoolSending:
         """What a sender's result means for its row; None when the row goes back to be
         sent again in this batch (the relay pushed back before accepting anything)."""
         if done.crash is not None:
+            self._current = done.job.ref
             raise done.crash
         item = done.job.ref
         if done.job.group is not None:

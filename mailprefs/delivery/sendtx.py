@@ -17,6 +17,7 @@ showed in the messages a worker sends per second (docs/performance-2026-11.md).
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,6 +30,9 @@ from mailprefs.delivery.outbox import QUEUED, Claimed
 from mailprefs.domain import gate
 from mailprefs.domain.gate import Decision, Recipient
 from mailprefs.domain.outbox_models import Campaign, CampaignStatus, Delivery, DeliveryStatus
+from mailprefs.logs import event
+
+log = logging.getLogger("mailprefs.worker")
 
 _deliveries = Delivery.__table__
 _campaigns = Campaign.__table__
@@ -164,6 +168,9 @@ class SendTransactions:
             self._execute(
                 "release", lambda: _RELEASE, {"delivery_id": item.id, "owner": owner}
             ).close()
+            # Our lease ran out and another worker took it, or the campaign was paused
+            # or cancelled meanwhile: given back, not sent.
+            event(log, "worker.row_given_back", delivery=item.id, campaign=item.campaign_id)
             return None
         recipient = (
             self._recipient(item.subscriber_id, topic_id)

@@ -5,14 +5,16 @@ address is on its campaign. Each is checked in one short transaction (still ours
 queued, and the gate: is the address a staff address now?), then built once and sent
 outside any transaction. A relay's refusal fails the row and goes on no suppression list:
 the address is staff, not a recipient, and the campaign's own sends are unaffected.
+Once a copy is settled (sent, blocked, failed) its campaign forgets the address.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from mailprefs import clock
 from mailprefs.delivery import outbox
@@ -29,6 +31,7 @@ from mailprefs.domain import gate
 from mailprefs.domain import test_copies as rules
 from mailprefs.domain.outbox_models import Campaign, CampaignKind, Delivery, DeliveryStatus
 from mailprefs.domain.templating import TemplateInvalid, placeholder_attributes
+from mailprefs.logs import scrub
 
 if TYPE_CHECKING:
     from mailprefs.delivery.worker import Summary, Worker
@@ -50,6 +53,7 @@ def send_all(worker: Worker, summary: Summary) -> None:
         )
     if not claimed:
         return
+    worker._in_flight.extend(claimed)  # for `recovery.settle`, should one of them fail
     # A connection of their own, for this call only: copies are few, and must not wait
     # behind (or be mixed into) the pool's batch in flight.
     transport = worker.transport or transport_for(worker.app.config)
@@ -109,11 +113,14 @@ def _send_one(worker: Worker, transport: Transport, item: Claimed, summary: Summ
         if retried:
             summary.retrying += 1
         else:
+            with worker.db.transaction() as session:
+                _forget_address(session, item)
             summary.failed += 1
         return
     except PermanentFailure as exc:
         _failed(worker, item, str(exc), summary)
         return
+    worker._in_hand[item.id] = message.message_id  # it left: see `recovery.settle`
     with worker.db.transaction() as session:
         now = clock.now()
         _finish(
@@ -125,6 +132,7 @@ def _send_one(worker: Worker, transport: Transport, item: Claimed, summary: Summ
             message_id=message.message_id,
             last_error=None,
         )
+    worker._in_hand.pop(item.id, None)  # recorded
     summary.sent += 1
 
 
@@ -142,14 +150,21 @@ def _failed(worker: Worker, item: Claimed, error: str, summary: Summary) -> None
             DeliveryStatus.FAILED,
             reason="test_copy_failed",
             attempts=item.attempts + 1,
-            last_error=error[:512],
+            last_error=scrub(error)[:512],
         )
     summary.failed += 1
 
 
-def _finish(session, item: Claimed, status: DeliveryStatus, **values) -> None:
+def _finish(session: Session, item: Claimed, status: DeliveryStatus, **values: Any) -> None:
     session.execute(
         update(Delivery)
         .where(Delivery.id == item.id)
         .values(status=status, lease_owner=None, lease_until=None, **values)
     )
+    _forget_address(session, item)
+
+
+def _forget_address(session: Session, item: Claimed) -> None:
+    """Settled: the copy no longer needs the staff address, so it is not kept."""
+    copy = session.get(Campaign, item.campaign_id)
+    copy.meta = {key: value for key, value in (copy.meta or {}).items() if key != "to"}

@@ -22,6 +22,7 @@ per-domain limits and MAILPREFS_SEND_RATE.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
@@ -36,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from mailprefs import clock
 from mailprefs.config import parse_domain_limits
-from mailprefs.delivery import expand, outbox, test_copies
+from mailprefs.delivery import expand, outbox, recovery, test_copies
 from mailprefs.delivery.batch import BatchRows
 from mailprefs.delivery.importing import SLICE_SECONDS, run_imports
 from mailprefs.delivery.message import MessageBuilder, message_settings
@@ -54,6 +55,9 @@ from mailprefs.domain import campaigns as campaign_rules
 from mailprefs.domain import reputation
 from mailprefs.domain.outbox_models import Campaign
 from mailprefs.extensions import get_db, get_tokens
+from mailprefs.logs import event
+
+log = logging.getLogger("mailprefs.worker")
 
 
 def new_worker_id() -> str:
@@ -112,6 +116,14 @@ class Worker(PoolSending):
         self._refused_in: set[int] = set()  # campaigns with a recipient refused this batch
         self._campaigns: dict[int, _CampaignContext] = {}
         self.relay_down = False
+        # What a failure can leave unsettled (`recovery.settle`): the rows claimed and not
+        # yet settled, the messages the relay accepted whose record is not yet committed
+        # (delivery id -> Message-ID), and the row being handled when it happened.
+        self._in_flight: list[Claimed] = []
+        self._in_hand: dict[int, str] = {}
+        self._current: Claimed | None = None
+        self._blame: BaseException | None = None
+        self._unsettled = False
 
     # --- the steps -------------------------------------------------------------------
 
@@ -165,9 +177,13 @@ class Worker(PoolSending):
             if not batch and not rows and self.pool.in_flight == 0:
                 break
             rows.add(batch)
-            total.add(self.process(rows, final=not batch))
+            started = time.monotonic()
+            done = self.process(rows, final=not batch)
+            total.add(done)
+            recovery.log_batch(self, len(batch), done, time.monotonic() - started)
         if rows or self.pool.in_flight:  # stopped between two batches
             total.add(self.process(rows, final=True))
+        self._in_flight = []  # every row claimed here is settled: sent, marked or given back
         self.finish()
         return total
 
@@ -186,30 +202,50 @@ class Worker(PoolSending):
         return summary
 
     def run_forever(self, idle_seconds: float) -> None:
-        """The long-running worker: expand, drain, sleep when idle; stop on request."""
+        """The long-running worker: expand, drain, sleep when idle; stop on request.
+
+        It survives what it can. An error in one item (a bad row, a bug) fails that item
+        alone, recorded on its row and logged; while the database is away it backs off
+        and tries again; either way the messages the relay accepted are recorded once the
+        database answers and the rest of what was claimed is given back
+        (`recovery.settle`). Then it goes on.
+        """
+        event(log, "worker.started", worker=self.worker_id)
+        trouble = 0  # failures in a row
         try:
             while not self.stop.is_set():
-                imported = run_imports(self.app, self.worker_id, self.stop, SLICE_SECONDS)
-                self.expand_all()
-                done = self.drain()
-                hooks = self.webhooks.run_once()
+                try:
+                    recovery.settle(self)
+                    imported = run_imports(self.app, self.worker_id, self.stop, SLICE_SECONDS)
+                    self.expand_all()
+                    done = self.drain()
+                    hooks = self.webhooks.run_once()
+                except Exception as exc:  # noqa: BLE001 - the worker must outlive it
+                    trouble = recovery.survive(self, exc, trouble)
+                    continue
+                if trouble:
+                    event(log, "worker.recovered", worker=self.worker_id, failures=trouble)
+                    trouble = 0
                 if done.handled == 0 and not imported and hooks == 0:
                     self.pool.close()  # do not hold idle SMTP connections
                     self.stop.wait(idle_seconds)
         finally:
             self.pool.close()
+            event(log, "worker.stopped", worker=self.worker_id)
 
     # --- one batch ---------------------------------------------------------------------
 
     def claim(self, limit: int | None = None) -> list[Claimed]:
         with self.db.transaction() as session:
-            return outbox.claim(
+            batch = outbox.claim(
                 session,
                 self.worker_id,
                 limit=limit or self.batch_size,
                 lease=self.lease,
                 now=clock.now(),
             )
+        self._in_flight.extend(batch)
+        return recovery.with_contexts(self, batch)
 
     def _context(self, campaign_id: int) -> _CampaignContext:
         context = self._campaigns.get(campaign_id)

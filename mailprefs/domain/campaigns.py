@@ -9,6 +9,7 @@ Expansion into the outbox and sending live in `mailprefs.delivery`.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -28,8 +29,10 @@ from mailprefs.domain.outbox_models import (
     DeliveryStatus,
 )
 from mailprefs.domain.templating import TemplateInvalid, validate
+from mailprefs.logs import event
 
 S = CampaignStatus
+log = logging.getLogger("mailprefs.campaigns")
 MAX_AUDIENCE_ATTRIBUTES = 20
 
 
@@ -142,6 +145,7 @@ def pause(session: Session, campaign: Campaign, actor: str) -> None:
     _move(campaign, {S.SCHEDULED, S.SENDING}, S.PAUSED)
     campaign.pause_reason, campaign.pause_detail = "manual", None
     _audit(session, actor, "campaign.pause", campaign)
+    event(log, "campaign.paused", campaign=campaign.public_id, actor=actor)
 
 
 def resume(session: Session, campaign: Campaign, actor: str, note: str | None = None) -> None:
@@ -156,6 +160,7 @@ def resume(session: Session, campaign: Campaign, actor: str, note: str | None = 
         campaign.rates_baseline = reputation.campaign_rates(session, campaign.id).counts()
     campaign.pause_reason = None
     _audit(session, actor, "campaign.resume", campaign, overruled)
+    event(log, "campaign.resumed", campaign=campaign.public_id, actor=actor)
 
 
 def cancel(session: Session, campaign: Campaign, actor: str) -> int:
@@ -170,6 +175,7 @@ def cancel(session: Session, campaign: Campaign, actor: str) -> int:
         .values(status=DeliveryStatus.CANCELLED, lease_owner=None, lease_until=None)
     )
     _audit(session, actor, "campaign.cancel", campaign, {"unsent": result.rowcount})
+    event(log, "campaign.cancelled", campaign=campaign.public_id, unsent=result.rowcount)
     return result.rowcount
 
 

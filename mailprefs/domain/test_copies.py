@@ -14,11 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailprefs import clock
-from mailprefs.domain import addresses, audit
+from mailprefs.domain import addresses, audit, campaigns
 from mailprefs.domain.errors import Invalid
 from mailprefs.domain.models import User
 from mailprefs.domain.outbox_models import (
-    PRIORITY,
     Campaign,
     CampaignKind,
     CampaignStatus,
@@ -56,29 +55,25 @@ def queue(
             normalised.append(address)
     now = clock.now()
     for address in normalised:
-        copy = Campaign(
-            kind=CampaignKind.TEST,
-            topic_id=campaign.topic_id,
+        copy = campaigns.create(
+            session,
+            topic=campaign.topic,
             subject=campaign.subject,
-            text_body=campaign.text_body,
-            html_body=campaign.html_body,
-            meta={"test_of": campaign.public_id, "to": address},
-            status=CampaignStatus.SENDING,
-            priority=PRIORITY[CampaignKind.TEST],
-            created_at=now,
+            text=campaign.text_body,
+            html=campaign.html_body,
+            send_at=None,
+            audience=None,
             created_by=actor,
-            started_at=now,
-            expanded_through=0,
-            expansion_done=True,
+            kind=CampaignKind.TEST,
         )
-        session.add(copy)
-        session.flush()
+        copy.status, copy.started_at, copy.expansion_done = CampaignStatus.SENDING, now, True
+        copy.meta = {"test_of": campaign.public_id, "to": address}
         session.add(
             Delivery(
                 campaign_id=copy.id,
                 subscriber_id=None,
                 status=DeliveryStatus.QUEUED,
-                priority=PRIORITY[CampaignKind.TEST],
+                priority=copy.priority,
                 attempts=0,
                 next_attempt_at=now,
             )

@@ -37,6 +37,7 @@ from mailprefs.delivery import expand
 from mailprefs.domain import campaigns as campaign_rules
 from mailprefs.domain import policies
 from mailprefs.domain.outbox_models import Campaign
+from mailprefs.logs import event
 from mailprefs.scheduling import housekeeping
 from mailprefs.scheduling.leader import Leadership
 
@@ -83,8 +84,8 @@ def _job(func: Callable[[], Any]) -> Callable[[], Any]:
     def run() -> Any:
         try:
             return func()
-        except NotLeader as exc:
-            log.warning("job %s skipped: %s", func.__name__, exc)
+        except NotLeader:
+            event(log, "job.skipped_not_leader", logging.WARNING, job=func.__name__)
             return None
 
     return run
@@ -104,7 +105,7 @@ def fire_due() -> int:
             else []
         )
     for kind, public_id in started:
-        log.info("fired %s %s", kind.value, public_id)
+        event(log, "campaign.fired", kind=kind.value, campaign=public_id)
     with guarded() as (_, session):
         campaign_rules.finish_sent(session, clock.now())
     return len(fired)
@@ -150,12 +151,7 @@ def housekeeping_job() -> tuple[int, int]:
         max_age = timedelta(hours=runtime.app.config["MAILPREFS_CONFIRM_MAX_AGE_HOURS"])
         cancelled = housekeeping.cancel_stale_confirmations(session, now, max_age)
         pruned = housekeeping.prune_idempotency(session, now)
-    log.info(
-        "housekeeping ran: cancelled %d stale confirmation mail(s), pruned %d idempotency "
-        "record(s)",
-        cancelled,
-        pruned,
-    )
+    event(log, "job.housekeeping", stale_confirmations=cancelled, idempotency_pruned=pruned)
     return cancelled, pruned
 
 
@@ -170,7 +166,7 @@ def compact_erasures() -> int:
         runtime.db.compact()
         with guarded() as (_, session):
             housekeeping.record_compaction(session, started, erasures)
-    log.info("compaction ran: %d erasure(s) since the last one", erasures)
+    event(log, "job.compaction", erasures=erasures)
     return erasures
 
 

@@ -23,6 +23,7 @@ from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
 from mailprefs.extensions import get_db
+from mailprefs.logs import event
 from mailprefs.scheduling import jobs
 from mailprefs.scheduling.leader import Leadership
 
@@ -104,24 +105,26 @@ class SchedulerService:
                 if self.leadership.renew():
                     self._last_renewal = time.monotonic()
                 else:
-                    log.warning("scheduler %s lost the lease; standing by", self.holder)
+                    event(log, "scheduler.lease_lost", logging.WARNING, holder=self.holder)
                     self._stand_down(wait=False)
             elif self.leadership.acquire():
                 self._last_renewal = time.monotonic()
                 self._take_office()
         except Exception:  # noqa: BLE001 - a scheduler outlives a failed heartbeat
-            log.exception("scheduler %s: heartbeat failed", self.holder)
+            log.exception(
+                "scheduler.heartbeat_failed", extra={"mailprefs_fields": {"holder": self.holder}}
+            )
             # Without a renewal we may have been replaced: stop before our lease runs out.
             if self.scheduler is not None and (
                 time.monotonic() - self._last_renewal > self.lease_seconds - self.heartbeat
             ):
-                log.warning("scheduler %s cannot renew its lease; standing by", self.holder)
+                event(log, "scheduler.cannot_renew", logging.WARNING, holder=self.holder)
                 self._stand_down(wait=False)
                 self.leadership.token = None
 
     def run_forever(self) -> None:
         """Until `stop` is set: poll, lead when elected; then shut down cleanly."""
-        log.info("scheduler %s standing by", self.holder)
+        event(log, "scheduler.standing_by", holder=self.holder)
         try:
             while not self.stop.is_set():
                 self.step()
@@ -141,8 +144,10 @@ class SchedulerService:
         try:
             self.leadership.release()
         except SQLAlchemyError:
-            log.exception("scheduler %s could not release its lease", self.holder)
-        log.info("scheduler %s stopped", self.holder)
+            log.exception(
+                "scheduler.release_failed", extra={"mailprefs_fields": {"holder": self.holder}}
+            )
+        event(log, "scheduler.stopped", holder=self.holder)
 
     def _take_office(self) -> None:
         scheduler = make_scheduler(self.db)
@@ -158,11 +163,7 @@ class SchedulerService:
             self.leadership.release()
             raise
         self.scheduler = scheduler
-        log.info(
-            "scheduler %s elected leader (fencing token %s)",
-            self.holder,
-            self.leadership.token,
-        )
+        event(log, "scheduler.elected", holder=self.holder, fencing_token=self.leadership.token)
 
     def _stand_down(self, *, wait: bool) -> None:
         scheduler, self.scheduler = self.scheduler, None

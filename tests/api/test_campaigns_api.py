@@ -15,7 +15,6 @@ from mailprefs.domain.outbox_models import Campaign, Delivery
 from tests.conftest import bearer, count
 from tests.support.factories import person
 from tests.support.servers import live_server
-from tests.support.smtp_sink import SmtpSink
 
 CAMPAIGN = {
     "topic": "offers",
@@ -23,12 +22,6 @@ CAMPAIGN = {
     "text": "Hello {{ first_name }}",
     "html": "<p>Hello {{ first_name }}</p>",
 }
-
-
-@pytest.fixture
-def sink():
-    with SmtpSink() as running:
-        yield running
 
 
 @pytest.fixture

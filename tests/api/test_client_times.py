@@ -18,29 +18,18 @@ BEYOND = timedelta(minutes=5, seconds=1)
 
 
 def announce(client, key, announce_at: datetime):
-    return client.post(
-        "/api/v1/policies",
-        headers=bearer(key),
-        json={
-            "version": "2026-04-05",
-            "title": "Clearer retention periods",
-            "summary": "We now say how long we keep each kind of data.",
-            "url": "https://example.test/privacy/2026-04-05",
-            "effective_at": (T0 + timedelta(days=31)).isoformat(),
-            "announce_at": announce_at.isoformat(),
-        },
-    )
+    policy = {"version": "2026-04-05", "title": "Clearer retention periods"}
+    policy["summary"] = "We now say how long we keep each kind of data."
+    policy["url"] = "https://example.test/privacy/2026-04-05"
+    policy["effective_at"] = (T0 + timedelta(days=31)).isoformat()
+    policy["announce_at"] = announce_at.isoformat()
+    return client.post("/api/v1/policies", headers=bearer(key), json=policy)
 
 
 def register(client, key, at: datetime):
-    return client.post(
-        "/api/v1/subscribers",
-        headers=bearer(key),
-        json={
-            "email": "clock@example.com",
-            "consents": [{"topic": "offers", "source": "web_form", "at": at.isoformat()}],
-        },
-    )
+    consent = {"topic": "offers", "source": "web_form", "at": at.isoformat()}
+    person = {"email": "clock@example.com", "consents": [consent]}
+    return client.post("/api/v1/subscribers", headers=bearer(key), json=person)
 
 
 @pytest.mark.parametrize("late", [timedelta(milliseconds=3), WITHIN])

@@ -10,27 +10,14 @@ from mailprefs import clock
 from mailprefs.delivery import expand
 from mailprefs.domain import campaigns
 from mailprefs.domain.outbox_models import Campaign, Delivery
-from mailprefs.domain.topics import get_topic
-from tests.support.factories import person
+from tests.support.factories import person, started_campaign
 
 
 def setup_campaign(db, people=23):
     with db.transaction() as s:
         for i in range(people):
             person(s, f"p{i:02d}@example.com", opted_in=("offers",) if i % 3 else ())
-        campaign = campaigns.create(
-            s,
-            topic=get_topic(s, "offers"),
-            subject="s",
-            text="t",
-            html=None,
-            send_at=None,
-            audience=None,
-            created_by="test",
-        )
-        campaigns.schedule(s, campaign, clock.now(), "test")
-        campaigns.fire_due(s, clock.now())
-        return campaign.id
+        return started_campaign(s, subject="s", text="t")
 
 
 def run_batch(db, campaign_id, owner, batch=10):

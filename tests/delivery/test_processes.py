@@ -17,17 +17,9 @@ from mailprefs.domain.outbox_models import Campaign, CampaignStatus, Delivery, D
 from mailprefs.domain.topics import get_topic
 from tests.support import processes
 from tests.support.factories import person
-from tests.support.smtp_sink import read_maildir, start_sink_process, stop_sink_process
+from tests.support.smtp_sink import read_maildir
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def sink_process(tmp_path):
-    maildir = tmp_path / "received"
-    proc, port = start_sink_process(maildir)
-    yield maildir, port
-    stop_sink_process(proc)
 
 
 def audience(db, count, local="p"):

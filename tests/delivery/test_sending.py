@@ -23,13 +23,6 @@ from mailprefs.domain.outbox_models import (
 )
 from mailprefs.domain.topics import get_topic
 from tests.support.factories import evidence, person
-from tests.support.smtp_sink import SmtpSink
-
-
-@pytest.fixture
-def sink():
-    with SmtpSink() as running:
-        yield running
 
 
 @pytest.fixture

@@ -14,42 +14,28 @@ from mailprefs.delivery.sendtx import SendTransactions
 from mailprefs.domain import gate
 from mailprefs.domain.models import (
     Subscriber,
-    SubscriberStatus,
     Suppression,
-    SuppressionReason,
-    TopicState,
     TopicSubscription,
 )
 from mailprefs.domain.topics import get_topic
+from tests.domain.test_gate import person_facts
+from tests.support.factories import raw_person
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 
+_key = st.text(max_size=5).filter(lambda k: "\x00" not in k)
 _json = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(-(2**53), 2**53)
     | st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")),
-    lambda inner: (
-        st.lists(inner, max_size=3)
-        | st.dictionaries(st.text(max_size=5).filter(lambda k: "\x00" not in k), inner, max_size=3)
-    ),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_key, inner, max_size=3),
     max_leaves=8,
 )
 
+# Anyone the gate judges, with any attributes (or none) and an address or none (erased).
 people = st.lists(
-    st.tuples(
-        st.sampled_from(
-            [
-                (SubscriberStatus.ACTIVE, None),
-                (SubscriberStatus.DEACTIVATED, "by_user"),
-                (SubscriberStatus.ERASED, "by_request"),
-            ]
-        ),
-        st.sampled_from([None, *TopicState]),
-        st.sampled_from([None, *SuppressionReason]),
-        st.none() | st.dictionaries(st.sampled_from(["first_name", "plan", "ü"]), _json),
-        st.booleans(),  # erased people have no address left
-    ),
+    st.tuples(person_facts, st.none() | st.dictionaries(_key, _json), st.booleans()),
     min_size=1,
     max_size=8,
 )
@@ -62,42 +48,23 @@ people = st.lists(
 def test_property_the_send_loop_and_the_gate_read_a_person_alike(db, population):
     """Property: for any person (status, topic state, suppression, attributes, address or
     none), the send loop's fast read and `gate.load_recipient` give equal Recipients."""
-    ids = []
     with db.transaction() as s:
-        offers = get_topic(s, "offers")
-        for i, ((status, reason), state, suppressed, attributes, has_email) in enumerate(
-            population
-        ):
-            email_hash = f"{len(ids)}-{i}-{id(population)}".ljust(64, "x")[:64]
-            row = Subscriber(
-                email=f"p{i}@example.com" if has_email else None,
-                email_hash=email_hash,
+        topic_id = get_topic(s, "offers").id
+        ids = [
+            raw_person(
+                s,
+                f"{i}-{id(population)}".ljust(64, "x")[:64],
+                status,
+                state=(topic_id, state),
+                suppressed=suppressed,
                 attributes=attributes,
-                status=status,
-                status_reason=reason,
-                created_at=NOW,
-                updated_at=NOW,
+                email=has_email,
+                at=NOW,
+            ).id
+            for i, ((status, state, suppressed, _plan), attributes, has_email) in enumerate(
+                population
             )
-            s.add(row)
-            s.flush()
-            ids.append(row.id)
-            if state is not None:
-                s.add(
-                    TopicSubscription(
-                        subscriber_id=row.id,
-                        topic_id=offers.id,
-                        state=state,
-                        changed_at=NOW,
-                        event_id=0,
-                    )
-                )
-            if suppressed is not None:
-                s.add(
-                    Suppression(
-                        email_hash=email_hash, reason=suppressed, source="test", created_at=NOW
-                    )
-                )
-        topic_id = offers.id
+        ]
     with db.session(read_only=True) as s, SendTransactions(db.engine) as tx:
         for subscriber_id in [*ids, 10**12]:  # and someone who does not exist
             slow = gate.load_recipient(s, subscriber_id, topic_id)

@@ -10,22 +10,9 @@ from mailprefs.delivery.worker import Worker
 from mailprefs.domain import users
 from mailprefs.domain.models import AuditEntry, Suppression, User
 from mailprefs.domain.outbox_models import Campaign, CampaignKind, Delivery, DeliveryStatus
+from tests.api.test_campaigns_api import CAMPAIGN
 from tests.conftest import bearer, count
 from tests.support.factories import person
-from tests.support.smtp_sink import SmtpSink
-
-CAMPAIGN = {
-    "topic": "offers",
-    "subject": "Hi {{ first_name }}",
-    "text": "Hello {{ first_name }}",
-    "html": "<p>Hello {{ first_name }}</p>",
-}
-
-
-@pytest.fixture
-def sink():
-    with SmtpSink() as running:
-        yield running
 
 
 @pytest.fixture
@@ -94,6 +81,9 @@ def test_a_test_send_is_queued_and_audited_without_smtp_then_sent_by_the_worker(
     assert stats["planned"] == 0 and stats["sent"] == 0
     with db.session(read_only=True) as s:
         assert {r.status for r in s.scalars(select(Delivery))} == {DeliveryStatus.SENT}
+        # Settled copies keep no staff address.
+        copies = s.scalars(select(Campaign).where(Campaign.kind == CampaignKind.TEST)).all()
+        assert [c.meta for c in copies] == [{"test_of": campaign_id}] * 2
     # Sent once: a second run finds nothing to do.
     assert Worker(app).run_due().sent == 0 and len(sink.messages) == 2
 
@@ -153,6 +143,7 @@ def test_the_gate_is_asked_at_send_a_login_closed_since_gets_no_copy(
     with db.session(read_only=True) as s:
         row = s.scalars(select(Delivery)).one()
         assert row.status == DeliveryStatus.BLOCKED and row.reason == "not_staff"
+        assert "to" not in s.get(Campaign, row.campaign_id).meta
 
 
 def test_a_relay_refusing_a_test_copy_fails_that_row_and_suppresses_nobody(
@@ -172,5 +163,6 @@ def test_a_relay_refusing_a_test_copy_fails_that_row_and_suppresses_nobody(
     assert [rcpts for _f, rcpts, _r in sink.messages] == [["staff@example.com"]]
     assert count(db, Suppression.id) == 0
     with db.session(read_only=True) as s:
-        statuses = sorted(r.status.value for r in s.scalars(select(Delivery)))
-        assert statuses == ["failed", "sent"]
+        rows = sorted(s.scalars(select(Delivery)), key=lambda r: r.status.value)
+        assert [r.status.value for r in rows] == ["failed", "sent"]
+        assert "550" in rows[0].last_error and "@" not in rows[0].last_error

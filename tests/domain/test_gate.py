@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from mailprefs.domain import campaigns, gate, suppression
 from mailprefs.domain.gate import Allowed, Blocked, Facts, decide
 from mailprefs.domain.models import (
-    Subscriber,
     SubscriberStatus,
     Suppression,
     SuppressionReason,
@@ -21,7 +20,7 @@ from mailprefs.domain.models import (
     TopicSubscription,
 )
 from mailprefs.domain.topics import get_topic
-from tests.support.factories import evidence, person
+from tests.support.factories import evidence, person, raw_person
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 ACTIVE = Facts(SubscriberStatus.ACTIVE, None, TopicState.OPTED_IN, None)
@@ -121,23 +120,21 @@ def test_a_lifted_suppression_no_longer_blocks(session):
 
 # --- SQL and Python agree on random populations -----------------------------------
 
-people = st.lists(
-    st.tuples(
-        st.sampled_from(
-            [
-                (SubscriberStatus.ACTIVE, None),
-                (SubscriberStatus.DEACTIVATED, "by_user"),
-                (SubscriberStatus.ERASED, "by_request"),
-                (SubscriberStatus.ERASED, "underage"),
-            ]
-        ),
-        st.sampled_from([None, TopicState.PENDING, TopicState.OPTED_IN, TopicState.OPTED_OUT]),
-        st.sampled_from([None, *SuppressionReason]),
-        st.sampled_from(["pro", "free"]),
+# One person as the gate sees them: (status, reason), topic state, suppression, plan.
+person_facts = st.tuples(
+    st.sampled_from(
+        [
+            (SubscriberStatus.ACTIVE, None),
+            (SubscriberStatus.DEACTIVATED, "by_user"),
+            (SubscriberStatus.ERASED, "by_request"),
+            (SubscriberStatus.ERASED, "underage"),
+        ]
     ),
-    min_size=0,
-    max_size=25,
+    st.sampled_from([None, TopicState.PENDING, TopicState.OPTED_IN, TopicState.OPTED_OUT]),
+    st.sampled_from([None, *SuppressionReason]),
+    st.sampled_from(["pro", "free"]),
 )
+people = st.lists(person_facts, min_size=0, max_size=25)
 
 
 @settings(
@@ -154,34 +151,15 @@ def test_audience_counts_in_sql_match_the_gate_person_by_person(db, population):
         expected = {slug: {"allowed": 0, "blocked": {}} for slug in topics}
         expected_pro = {"allowed": 0, "blocked": {}}
         for i, ((status, reason), state, suppressed, plan) in enumerate(population):
-            email_hash = f"{i:064d}"
-            row = Subscriber(
-                email=f"p{i}@example.com",
-                email_hash=email_hash,
+            raw_person(
+                s,
+                f"{i:064d}",
+                (status, reason),
+                state=(topics["offers"].id, state),
+                suppressed=suppressed,
                 attributes={"plan": plan},
-                status=status,
-                status_reason=reason,
-                created_at=NOW,
-                updated_at=NOW,
+                at=NOW,
             )
-            s.add(row)
-            s.flush()
-            if state is not None:
-                s.add(
-                    TopicSubscription(
-                        subscriber_id=row.id,
-                        topic_id=topics["offers"].id,
-                        state=state,
-                        changed_at=NOW,
-                        event_id=0,
-                    )
-                )
-            if suppressed is not None:
-                s.add(
-                    Suppression(
-                        email_hash=email_hash, reason=suppressed, source="test", created_at=NOW
-                    )
-                )
             for slug, topic in topics.items():
                 topic_state = state if slug == "offers" and state else TopicState.NONE
                 decision = decide(Facts(status, reason, topic_state, suppressed), topic, NOW)

@@ -26,18 +26,11 @@ from mailprefs.domain.outbox_models import (
 )
 from mailprefs.domain.topics import get_topic
 from tests.support.factories import HASH_KEY, evidence, person
-from tests.support.smtp_sink import SmtpSink
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SETTINGS = policies.NoticeSettings(
     notice_days=30, org_name="ICVT Ltd.", contact_email="support@example.test"
 )
-
-
-@pytest.fixture
-def sink():
-    with SmtpSink() as running:
-        yield running
 
 
 @pytest.fixture

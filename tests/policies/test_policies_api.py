@@ -11,15 +11,8 @@ from mailprefs.delivery.worker import Worker
 from mailprefs.domain.outbox_models import Campaign, CampaignKind, CampaignStatus, PolicyVersion
 from tests.conftest import bearer
 from tests.support.factories import person
-from tests.support.smtp_sink import SmtpSink
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def sink():
-    with SmtpSink() as running:
-        yield running
 
 
 @pytest.fixture

@@ -16,15 +16,8 @@ from mailprefs.domain import campaigns
 from mailprefs.domain.outbox_models import Delivery, DeliveryStatus
 from mailprefs.domain.topics import get_topic
 from tests.prefs.support import ONE_CLICK, events_of, make_person, path_of
-from tests.support.smtp_sink import SmtpSink
 
 VICTIM = "p09@example.com"
-
-
-@pytest.fixture
-def sink():
-    with SmtpSink() as running:
-        yield running
 
 
 @pytest.fixture

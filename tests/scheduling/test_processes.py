@@ -24,7 +24,7 @@ from mailprefs.domain.topics import get_topic
 from mailprefs.scheduling import view
 from tests.support import processes
 from tests.support.factories import HASH_KEY, evidence, person
-from tests.support.smtp_sink import read_maildir, start_sink_process, stop_sink_process
+from tests.support.smtp_sink import read_maildir
 
 pytestmark = pytest.mark.slow
 
@@ -35,14 +35,6 @@ LEASE_SECONDS = 15  # the default of MAILPREFS_SCHEDULER_LEASE_SECONDS
 def app_config():
     # The test announces notices that take effect within a minute.
     return {"MAILPREFS_POLICY_NOTICE_DAYS": 0}
-
-
-@pytest.fixture
-def sink_process(tmp_path):
-    maildir = tmp_path / "received"
-    proc, port = start_sink_process(maildir)
-    yield maildir, port
-    stop_sink_process(proc)
 
 
 @pytest.fixture
@@ -139,9 +131,9 @@ def test_kill_9_of_the_leader_hands_over_within_30_s_and_the_notice_goes_out_onc
         database_url, tmp_path, smtp_port=port, MAILPREFS_WORKER_IDLE_SECONDS="0.2"
     )
     leader, leader_log = started(["mailprefs", "scheduler"], env, "scheduler-a")
-    assert wait_until(lambda: says(leader_log, "elected leader"), timeout=60)
+    assert wait_until(lambda: says(leader_log, "scheduler.elected"), timeout=60)
     standby, standby_log = started(["mailprefs", "scheduler"], env, "scheduler-b")
-    assert wait_until(lambda: says(standby_log, "standing by"), timeout=60)
+    assert wait_until(lambda: says(standby_log, "scheduler.standing_by"), timeout=60)
     for i in range(2):
         started(["mailprefs", "worker"], env, f"worker{i}")
 
@@ -169,7 +161,7 @@ def test_kill_9_of_the_leader_hands_over_within_30_s_and_the_notice_goes_out_onc
         )
         offers_id, offers_public = offers.id, offers.public_id
 
-    assert wait_until(lambda: says(standby_log, "elected leader"), timeout=40)
+    assert wait_until(lambda: says(standby_log, "scheduler.elected"), timeout=40)
     takeover = time.monotonic() - killed_at
     record_property("takeover_seconds", round(takeover, 1))
     (Path(os.environ.get("MAILPREFS_ARTIFACTS", tmp_path)) / "takeover.json").write_text(
@@ -187,9 +179,9 @@ def test_kill_9_of_the_leader_hands_over_within_30_s_and_the_notice_goes_out_onc
         f"p{i:02d}@example.com" for i in range(30) if i % 2
     ]
     logs = leader_log.read_text() + standby_log.read_text()
-    assert logs.count(f"fired policy {notice_id}") == 1
-    assert logs.count(f"fired campaign {offers_public}") == 1
-    assert f"fired campaign {offers_public}" in standby_log.read_text()
+    assert logs.count(f"kind=policy campaign={notice_id}") == 1
+    assert logs.count(f"kind=campaign campaign={offers_public}") == 1
+    assert f"kind=campaign campaign={offers_public}" in standby_log.read_text()
     standby.send_signal(signal.SIGTERM)
     assert standby.wait(timeout=30) == 0
 
@@ -202,10 +194,10 @@ def test_a_job_missed_during_downtime_fires_once_after_a_restart(
     housekeeping run does its work (a stale confirmation mail is cancelled)."""
     env = processes.environment(database_url, tmp_path)
     first, first_log = started(["mailprefs", "scheduler"], env, "first")
-    assert wait_until(lambda: says(first_log, "elected leader"), timeout=60)
+    assert wait_until(lambda: says(first_log, "scheduler.elected"), timeout=60)
     first.send_signal(signal.SIGTERM)
     assert first.wait(timeout=30) == 0
-    assert says(first_log, "stopped")
+    assert says(first_log, "scheduler.stopped")
 
     # Downtime: 35 minutes for housekeeping (every 10), a campaign's time, a stale
     # confirmation request (older than its link would live).
@@ -230,14 +222,16 @@ def test_a_job_missed_during_downtime_fires_once_after_a_restart(
     clock.unfreeze()
 
     second, second_log = started(["mailprefs", "scheduler"], env, "second")
-    assert wait_until(lambda: says(second_log, "housekeeping ran: cancelled 1"), timeout=60)
+    assert wait_until(
+        lambda: says(second_log, "job.housekeeping stale_confirmations=1"), timeout=60
+    )
     assert wait_until(lambda: status(db, campaign_id) == CampaignStatus.SENDING, timeout=30)
     time.sleep(7)  # a tick or two more
     second.send_signal(signal.SIGTERM)
     assert second.wait(timeout=30) == 0
     log = second_log.read_text()
-    assert log.count("housekeeping ran") == 1
-    assert log.count(f"fired campaign {public_id}") == 1
+    assert log.count("job.housekeeping") == 1
+    assert log.count(f"kind=campaign campaign={public_id}") == 1
 
 
 def test_sigterm_releases_leadership_so_a_standby_takes_over_at_its_next_poll(
@@ -247,16 +241,16 @@ def test_sigterm_releases_leadership_so_a_standby_takes_over_at_its_next_poll(
     at its next poll (a third of the lease), not after the lease runs out."""
     env = processes.environment(database_url, tmp_path)
     leader, leader_log = started(["mailprefs", "scheduler"], env, "leader")
-    assert wait_until(lambda: says(leader_log, "elected leader"), timeout=60)
+    assert wait_until(lambda: says(leader_log, "scheduler.elected"), timeout=60)
     standby, standby_log = started(["mailprefs", "scheduler"], env, "standby")
-    assert wait_until(lambda: says(standby_log, "standing by"), timeout=60)
+    assert wait_until(lambda: says(standby_log, "scheduler.standing_by"), timeout=60)
     leader.send_signal(signal.SIGTERM)
     assert leader.wait(timeout=30) == 0
     stopped_at = time.monotonic()
     with db.session(read_only=True) as s:
         lease = s.get(Lease, "scheduler")
         assert lease.expires_at <= datetime.now(UTC), "released, not left to run out"
-    assert wait_until(lambda: says(standby_log, "elected leader"), timeout=LEASE_SECONDS)
+    assert wait_until(lambda: says(standby_log, "scheduler.elected"), timeout=LEASE_SECONDS)
     assert time.monotonic() - stopped_at < LEASE_SECONDS / 3 + 3
     standby.send_signal(signal.SIGTERM)
     assert standby.wait(timeout=30) == 0

@@ -41,8 +41,13 @@ def wait_for(predicate, timeout=15.0):
     return predicate()
 
 
-def ran(caplog, text: str) -> int:
-    return sum(text in r.getMessage() for r in caplog.records)
+def ran(caplog, name: str, **fields) -> int:
+    """How many log events `name` were recorded with (at least) these fields."""
+    return sum(
+        r.getMessage() == name
+        and fields.items() <= (getattr(r, "mailprefs_fields", None) or {}).items()
+        for r in caplog.records
+    )
 
 
 def test_only_the_elected_scheduler_runs_apscheduler_and_a_release_hands_over(services, db):
@@ -93,11 +98,11 @@ def test_a_job_that_fell_due_while_no_scheduler_ran_fires_once_on_start(services
     second = services("second")
     second.step()
     assert second.is_leader
-    assert wait_for(lambda: ran(caplog, "housekeeping ran") >= 1)
-    assert wait_for(lambda: ran(caplog, f"fired campaign {public_id}") >= 1)
+    assert wait_for(lambda: ran(caplog, "job.housekeeping") >= 1)
+    assert wait_for(lambda: ran(caplog, "campaign.fired", campaign=public_id) >= 1)
     time.sleep(app.config["MAILPREFS_SCHEDULER_TICK_SECONDS"] + 1)  # another tick or two
-    assert ran(caplog, "housekeeping ran") == 1
-    assert ran(caplog, f"fired campaign {public_id}") == 1
+    assert ran(caplog, "job.housekeeping") == 1
+    assert ran(caplog, "campaign.fired", campaign=public_id) == 1
     next_run = view._store(app).lookup_job("housekeeping").next_run_time
     now = datetime.now(UTC)
     assert now < next_run <= now + timedelta(minutes=10), "back on its interval"

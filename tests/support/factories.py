@@ -65,3 +65,71 @@ def person(
                 consent.confirm(session, subscriber, topic, evidence("confirmation"))
     session.flush()
     return subscriber
+
+
+def started_campaign(
+    session: Session, subject: str = "Hi {{ first_name }}", text: str = "Hello!"
+) -> int:
+    """A campaign on `offers` to everyone opted in, fired now (expansion is the worker's
+    part); its id."""
+    from mailprefs import clock
+    from mailprefs.domain import campaigns
+
+    campaign = campaigns.create(
+        session,
+        topic=get_topic(session, "offers"),
+        subject=subject,
+        text=text,
+        html=None,
+        send_at=None,
+        audience=None,
+        created_by="test",
+    )
+    campaigns.schedule(session, campaign, clock.now(), "test")
+    campaigns.fire_due(session, clock.now())
+    return campaign.id
+
+
+def raw_person(
+    session: Session,
+    email_hash: str,
+    status: tuple[Any, str | None],
+    *,
+    state: tuple[int, Any] = (0, None),
+    suppressed: Any = None,
+    attributes: Any = None,
+    email: str | None | bool = True,
+    at: datetime,
+) -> Subscriber:
+    """A person written straight into the tables, past the domain's checks: any status
+    (with its reason), any state for one topic (topic id, state or None), a suppression
+    of their hash, any attributes, an address or none. For the gate's property tests."""
+    from mailprefs.domain.models import Suppression, TopicSubscription
+
+    row = Subscriber(
+        email=f"p{email_hash[-12:]}@example.com" if email is True else (email or None),
+        email_hash=email_hash,
+        attributes=attributes,
+        status=status[0],
+        status_reason=status[1],
+        created_at=at,
+        updated_at=at,
+    )
+    session.add(row)
+    session.flush()
+    topic_id, topic_state = state
+    if topic_state is not None:
+        session.add(
+            TopicSubscription(
+                subscriber_id=row.id,
+                topic_id=topic_id,
+                state=topic_state,
+                changed_at=at,
+                event_id=0,
+            )
+        )
+    if suppressed is not None:
+        session.add(
+            Suppression(email_hash=email_hash, reason=suppressed, source="test", created_at=at)
+        )
+    return row
