@@ -15,6 +15,7 @@ own, committed before the next row's.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
@@ -50,6 +51,10 @@ from mailprefs.extensions import get_db, get_tokens
 
 # Consecutive relay-level failures (not one recipient's) after which a batch backs off.
 RELAY_FAILURES_BEFORE_BACKOFF = 2
+# How often a sending campaign is judged by the reputation guard without a refusal.
+JUDGE_SECONDS = 30.0
+
+log = logging.getLogger("mailprefs.worker")
 
 
 def new_worker_id() -> str:
@@ -123,6 +128,7 @@ class Worker:
         self.limits = reputation.Limits.from_config(config)
         self.webhooks = WebhookSender.from_config(self.db, config, self.worker_id)
         self._refused_in: set[int] = set()  # campaigns with a recipient refused this batch
+        self._judged_at: dict[int, float] = {}  # campaign id -> time.monotonic() of last check
         self._campaigns: dict[int, _CampaignContext] = {}
         self.relay_down = False
         self._next_send_at = 0.0
@@ -188,16 +194,33 @@ class Worker:
 
     def run_forever(self, idle_seconds: float) -> None:
         """The long-running worker: expand, drain, sleep when idle; stop on request."""
+        # Webhooks go out from a thread of their own: a long campaign does not hold them
+        # back, and a receiver that hangs does not hold back the mail.
+        hooks = threading.Thread(
+            target=self._webhooks_forever, args=(idle_seconds,), name="webhooks", daemon=True
+        )
+        hooks.start()
         try:
             while not self.stop.is_set():
                 self.expand_all()
                 done = self.drain()
-                hooks = self.webhooks.run_once()
-                if done.handled == 0 and hooks == 0:
+                if done.handled == 0:
                     self.transport.close()  # do not hold an idle SMTP connection
                     self.stop.wait(idle_seconds)
         finally:
             self.transport.close()
+            self.stop.set()
+            hooks.join(timeout=self.webhooks.timeout * 2 + 5)
+
+    def _webhooks_forever(self, idle_seconds: float) -> None:
+        while not self.stop.is_set():
+            try:
+                sent = self.webhooks.run_once()
+            except Exception:  # the database went away: try again after a pause
+                log.exception("webhooks: round failed")
+                sent = 0
+            if sent == 0:
+                self.stop.wait(idle_seconds)
 
     # --- one batch ---------------------------------------------------------------------
 
@@ -258,16 +281,24 @@ class Worker:
                 relay_failures = relay_failures + 1 if pending.relay_failed else 0
             self._record(tx, pending, summary)
             tx.commit()
-        self._judge()
+        self._judge(batch)
         return summary
 
-    def _judge(self) -> None:
-        """Refusals by the relay are hard bounces: once a batch, let the reputation guard
-        judge the campaigns that had some (it pauses one whose bounce rate is too high)."""
-        if self._refused_in:
-            with self.db.transaction() as session:
-                reputation.check_campaigns(session, self._refused_in, self.limits)
-            self._refused_in.clear()
+    def _judge(self, batch: list[Claimed]) -> None:
+        """Let the reputation guard judge this batch's campaigns: at once those with a
+        recipient refused by the relay (a hard bounce), the others every JUDGE_SECONDS
+        (complaints from the preference page, say, arrive by no other road)."""
+        now = time.monotonic()
+        due = set(self._refused_in)
+        for campaign_id in {item.campaign_id for item in batch}:
+            if now - self._judged_at.get(campaign_id, 0.0) >= JUDGE_SECONDS:
+                due.add(campaign_id)
+        self._refused_in.clear()
+        if not due:
+            return
+        with self.db.transaction() as session:
+            reputation.check_campaigns(session, due, self.limits)
+        self._judged_at.update(dict.fromkeys(due, now))
 
     def _send(self, item: Claimed, context: _CampaignContext, decision: Any, recipient) -> _Outcome:
         try:
