@@ -15,6 +15,7 @@ has none left to read).
 from __future__ import annotations
 
 import ipaddress
+import json
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
@@ -193,6 +194,27 @@ def subscriptions(connection: Connection) -> list[tuple[int, list[str]]]:
             select(_endpoints.c.id, _endpoints.c.events).where(_endpoints.c.deleted_at.is_(None))
         )
     ]
+
+
+_LISTENED_SQL = "SELECT events FROM webhook_endpoints WHERE deleted_at IS NULL"
+
+
+def listened(connection: Connection, type_: str) -> bool:
+    """Whether any active endpoint wants `type_`: one plain statement on the DBAPI cursor,
+    for the one-click path, where SQLAlchemy's per-execution work would be a noticeable
+    share of the request (README, "Recipient pages")."""
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(_LISTENED_SQL)
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    for (events,) in rows:
+        if isinstance(events, str | bytes):  # SQLite hands JSON back as text
+            events = json.loads(events)
+        if type_ in (events or []):
+            return True
+    return False
 
 
 def emit(
