@@ -262,3 +262,22 @@ def test_a_real_worker_process_stops_when_complaints_pause_its_campaign(
         stop_sink_process(sink)
     got = [str(m["To"]) for m in read_maildir(maildir)]
     assert sorted(got) == sorted(addresses), "everyone once, nobody twice"
+
+
+def test_the_chart_ends_at_the_campaigns_own_rates(app, client, db, ops_key):
+    """The chart's last point is the campaign's cumulative rates, as the stats say."""
+    from mailprefs.web.dashboard.reputation import rates_over_time
+
+    addresses = [f"h{i:02d}@example.com" for i in range(20)]
+    campaign_id = start_campaign(db, addresses)
+    Worker(app).run_due()
+    report(client, ops_key, [complaint(addresses[0]), hard_bounce(addresses[1])])
+    with db.session(read_only=True) as s:
+        row = s.get(type(campaign(db, campaign_id)), campaign_id)
+        series = rates_over_time(s, row)
+        rates = reputation.campaign_rates(s, campaign_id)
+    label, delivered, bounce_rate, complaint_rate = series["points"][-1]
+    assert delivered == rates.delivered == 20
+    assert (
+        (bounce_rate, complaint_rate) == (rates.bounce_rate, rates.complaint_rate) == (0.05, 0.05)
+    )

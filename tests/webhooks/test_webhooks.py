@@ -295,3 +295,32 @@ def test_the_worker_process_sends_webhooks_from_its_own_thread(
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0
     assert all(r["verified"] for r in second_receiver.received())
+
+
+def test_the_guard_pausing_a_campaign_sends_campaign_paused_with_its_reason(
+    app, client, admin_key, ops_key, db, receiver
+):
+    """A campaign paused by the reputation guard: `campaign.paused` (reason and figures),
+    and the complaints behind it as `complaint.received`, naming the campaign."""
+    from tests.reputation.support import LIMITS, complaint, report, start_campaign
+
+    app.config.update(LIMITS)
+    addresses = [f"p{i:02d}@example.com" for i in range(30)]
+    campaign_id = start_campaign(db, addresses)
+    Worker(app).run_due()
+    register(client, admin_key, receiver, ["campaign.paused", "complaint.received"])
+    with db.transaction() as s:
+        from mailprefs.domain.outbox_models import Campaign, CampaignStatus
+
+        row = s.get(Campaign, campaign_id)
+        row.status = CampaignStatus.SENDING  # as if more were still to come
+        public_id = row.public_id
+    assert report(client, ops_key, [complaint(a) for a in addresses[:3]]).status_code == 202
+    sender(app).drain()
+    got = [r["event"] for r in receiver.received()]
+    paused = [e for e in got if e["type"] == "campaign.paused"]
+    assert len(paused) == 1 and paused[0]["data"]["campaign"] == public_id
+    assert paused[0]["data"]["reason"] == "complaint_rate"
+    assert paused[0]["data"]["figures"]["complaints"] == 3
+    complaints = [e for e in got if e["type"] == "complaint.received"]
+    assert len(complaints) == 3 and {e["data"]["campaign"] for e in complaints} == {public_id}
