@@ -281,3 +281,21 @@ def test_the_chart_ends_at_the_campaigns_own_rates(app, client, db, ops_key):
     assert (
         (bounce_rate, complaint_rate) == (rates.bounce_rate, rates.complaint_rate) == (0.05, 0.05)
     )
+
+
+def test_the_jobs_page_resume_of_a_guard_pause_is_refused_with_a_message(app, client, db, ops_key):
+    """The Jobs page has no note field: its Resume explains where to resume instead of
+    failing, and the campaign stays paused."""
+    from mailprefs.domain import users
+
+    campaign_id, public_id = _paused_by_guard(app, client, db, ops_key)
+    with db.transaction() as s:
+        users.create(s, "ops@example.com", "ops", "ops-password-123")
+    ops = app.test_client()
+    assert login(ops, "ops@example.com", "ops-password-123").status_code == 302
+    reply = post_form(
+        ops, f"/dashboard/jobs/campaign:{public_id}/resume", token_from="/dashboard/jobs"
+    )
+    assert reply.status_code == 302
+    assert "write what was checked" in ops.get("/dashboard/jobs").get_data(as_text=True)
+    assert campaign(db, campaign_id).status == CampaignStatus.PAUSED
