@@ -30,6 +30,8 @@ from mailprefs.domain.templating import TemplateInvalid
 RELAY_FAILURES_BEFORE_BACKOFF = 2
 # Batches' worth of rows held for limited domains before a worker stops claiming more.
 HELD_BATCHES = 4
+# How often a sending campaign is judged by the reputation guard without a refusal.
+JUDGE_SECONDS = 30.0
 # Back-pressure answers in a row (the window long down to one) after which it does too.
 PUSHBACKS_BEFORE_BACKOFF = 8
 
@@ -123,12 +125,21 @@ class PoolSending:
         return summary
 
     def _judge(self) -> None:
-        """Refusals by the relay are hard bounces: once a batch, let the reputation guard
-        judge the campaigns that had some (it pauses one whose bounce rate is too high)."""
-        if self._refused_in:
-            with self.db.transaction() as session:
-                reputation.check_campaigns(session, self._refused_in, self.limits)
-            self._refused_in.clear()
+        """Let the reputation guard judge this batch's campaigns: at once those with a
+        recipient refused by the relay (a hard bounce), the others every JUDGE_SECONDS
+        (complaints from the preference page, say, arrive by no other road)."""
+        now = time.monotonic()
+        due = set(self._refused_in)
+        for campaign_id in self._seen_in:
+            if now - self._judged_at.get(campaign_id, 0.0) >= JUDGE_SECONDS:
+                due.add(campaign_id)
+        self._refused_in.clear()
+        self._seen_in.clear()
+        if not due:
+            return
+        with self.db.transaction() as session:
+            reputation.check_campaigns(session, due, self.limits)
+        self._judged_at.update(dict.fromkeys(due, now))
 
     def collect(self, wait: float | None) -> list[Done]:
         """The outcomes that are in (see `pool.collect`). The messages the relay accepted
@@ -153,6 +164,7 @@ class PoolSending:
         prepared = []
         for item, group in rows.next(self.pool.free, self.domains, now):
             self._current = item  # to blame, should its row break the loop
+            self._seen_in.add(item.campaign_id)
             context = self._context(item.campaign_id)
             checked = tx.prepare(
                 item,

@@ -114,6 +114,8 @@ class Worker(PoolSending):
         self.limits = reputation.Limits.from_config(config)
         self.webhooks = WebhookSender.from_config(self.db, config, self.worker_id)
         self._refused_in: set[int] = set()  # campaigns with a recipient refused this batch
+        self._seen_in: set[int] = set()  # campaigns whose rows this batch handled
+        self._judged_at: dict[int, float] = {}  # campaign id -> time.monotonic() of last check
         self._campaigns: dict[int, _CampaignContext] = {}
         self.relay_down = False
         # What a failure can leave unsettled (`recovery.settle`): the rows claimed and not
@@ -211,6 +213,12 @@ class Worker(PoolSending):
         (`recovery.settle`). Then it goes on.
         """
         event(log, "worker.started", worker=self.worker_id)
+        # Webhooks go out from a thread of their own: a long campaign does not hold them
+        # back, and a receiver that hangs does not hold back the mail.
+        hooks = threading.Thread(
+            target=self._webhooks_forever, args=(idle_seconds,), name="webhooks", daemon=True
+        )
+        hooks.start()
         trouble = 0  # failures in a row
         try:
             while not self.stop.is_set():
@@ -219,19 +227,30 @@ class Worker(PoolSending):
                     imported = run_imports(self.app, self.worker_id, self.stop, SLICE_SECONDS)
                     self.expand_all()
                     done = self.drain()
-                    hooks = self.webhooks.run_once()
                 except Exception as exc:  # noqa: BLE001 - the worker must outlive it
                     trouble = recovery.survive(self, exc, trouble)
                     continue
                 if trouble:
                     event(log, "worker.recovered", worker=self.worker_id, failures=trouble)
                     trouble = 0
-                if done.handled == 0 and not imported and hooks == 0:
+                if done.handled == 0 and not imported:
                     self.pool.close()  # do not hold idle SMTP connections
                     self.stop.wait(idle_seconds)
         finally:
             self.pool.close()
+            self.stop.set()
+            hooks.join(timeout=self.webhooks.timeout * 2 + 5)
             event(log, "worker.stopped", worker=self.worker_id)
+
+    def _webhooks_forever(self, idle_seconds: float) -> None:
+        while not self.stop.is_set():
+            try:
+                sent = self.webhooks.run_once()
+            except Exception:  # noqa: BLE001 - the database went away: try again after a pause
+                log.exception("webhooks: round failed")
+                sent = 0
+            if sent == 0:
+                self.stop.wait(idle_seconds)
 
     # --- one batch ---------------------------------------------------------------------
 

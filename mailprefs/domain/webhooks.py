@@ -15,6 +15,7 @@ has none left to read).
 from __future__ import annotations
 
 import ipaddress
+import json
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
@@ -185,6 +186,37 @@ def replay(session: Session, delivery: WebhookDelivery, actor: str) -> None:
 # --- events --------------------------------------------------------------------------
 
 
+def subscriptions(connection: Connection) -> list[tuple[int, list[str]]]:
+    """(endpoint id, event types) of every active endpoint."""
+    return [
+        (endpoint_id, list(events or []))
+        for endpoint_id, events in connection.execute(
+            select(_endpoints.c.id, _endpoints.c.events).where(_endpoints.c.deleted_at.is_(None))
+        )
+    ]
+
+
+_LISTENED_SQL = "SELECT events FROM webhook_endpoints WHERE deleted_at IS NULL"
+
+
+def listened(connection: Connection, type_: str) -> bool:
+    """Whether any active endpoint wants `type_`: one plain statement on the DBAPI cursor,
+    for the one-click path, where SQLAlchemy's per-execution work would be a noticeable
+    share of the request (README, "Recipient pages")."""
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(_LISTENED_SQL)
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    for (events,) in rows:
+        if isinstance(events, str | bytes):  # SQLite hands JSON back as text
+            events = json.loads(events)
+        if type_ in (events or []):
+            return True
+    return False
+
+
 def emit(
     connection: Connection,
     type_: str,
@@ -192,17 +224,14 @@ def emit(
     *,
     ordering_key: str | None,
     now: datetime | None = None,
+    endpoints: list[tuple[int, list[str]]] | None = None,
 ) -> int:
     """Write one event and a delivery for each endpoint that wants it, on `connection`
     (the cause's transaction). Returns how many deliveries; nothing is written when no
-    endpoint wants this type."""
-    wanted = [
-        endpoint_id
-        for endpoint_id, events in connection.execute(
-            select(_endpoints.c.id, _endpoints.c.events).where(_endpoints.c.deleted_at.is_(None))
-        )
-        if type_ in (events or [])
-    ]
+    endpoint wants this type. `endpoints`: `subscriptions()`, when already read."""
+    if endpoints is None:
+        endpoints = subscriptions(connection)
+    wanted = [endpoint_id for endpoint_id, events in endpoints if type_ in events]
     if not wanted:
         return 0
     now = now or clock.now()
@@ -326,11 +355,24 @@ def _emit_for_flushed_rows(session: Session, _context: Any) -> None:
     if not found and not any(paused):
         return
     connection = session.connection()
+    endpoints = subscriptions(connection)  # once per flush (an import flushes thousands)
+    if not endpoints:
+        return
+    wanted = {t for _id, events in endpoints for t in events}
     # session.new is a set: write in the order the rows were written.
     for _id, build, row in sorted(found, key=lambda f: (f[1].__name__, f[0] or 0)):
-        type_, data, key = build(session, row)
-        emit(connection, type_, data, ordering_key=key)
+        if _TYPE_OF[build] & wanted:
+            type_, data, key = build(session, row)
+            emit(connection, type_, data, ordering_key=key, endpoints=endpoints)
     for item in paused:
-        if item is not None:
+        if item is not None and item[0] in wanted:
             type_, data, key = item
-            emit(connection, type_, data, ordering_key=key)
+            emit(connection, type_, data, ordering_key=key, endpoints=endpoints)
+
+
+# Which event types each builder can produce (so rows nobody listens for cost nothing).
+_TYPE_OF = {
+    _consent: {"subscription.changed", "subscriber.erased"},
+    _bounce: {"delivery.bounced"},
+    _complaint: {"complaint.received"},
+}

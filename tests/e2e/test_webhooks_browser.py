@@ -64,6 +64,10 @@ def test_webhooks_page_lists_a_failure_and_replays_it(
     recent = page.locator(f'table[data-table="recent"] tr[data-delivery="{delivery_id}"]')
     expect(recent).to_have_attribute("data-status", "delivered")
     shot("replayed")
+    page.set_viewport_size({"width": 360, "height": 740})
+    page.reload()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 361
+    shot("phone")
     assert [r["status"] for r in receiver.received()] == [500, 200]
     with db.session(read_only=True) as s:
         assert s.scalar(select(AuditEntry).where(AuditEntry.action == "webhook.replay"))

@@ -270,3 +270,40 @@ def test_a_real_worker_process_stops_when_complaints_pause_its_campaign(
         stop_sink_process(sink)
     got = [str(m["To"]) for m in read_maildir(maildir)]
     assert sorted(got) == sorted(addresses), "everyone once, nobody twice"
+
+
+def test_the_chart_ends_at_the_campaigns_own_rates(app, client, db, ops_key):
+    """The chart's last point is the campaign's cumulative rates, as the stats say."""
+    from mailprefs.web.dashboard.reputation import rates_over_time
+
+    addresses = [f"h{i:02d}@example.com" for i in range(20)]
+    campaign_id = start_campaign(db, addresses)
+    Worker(app).run_due()
+    report(client, ops_key, [complaint(addresses[0]), hard_bounce(addresses[1])])
+    with db.session(read_only=True) as s:
+        row = s.get(type(campaign(db, campaign_id)), campaign_id)
+        series = rates_over_time(s, row)
+        rates = reputation.campaign_rates(s, campaign_id)
+    label, delivered, bounce_rate, complaint_rate = series["points"][-1]
+    assert delivered == rates.delivered == 20
+    assert (
+        (bounce_rate, complaint_rate) == (rates.bounce_rate, rates.complaint_rate) == (0.05, 0.05)
+    )
+
+
+def test_the_jobs_page_resume_of_a_guard_pause_is_refused_with_a_message(app, client, db, ops_key):
+    """The Jobs page has no note field: its Resume explains where to resume instead of
+    failing, and the campaign stays paused."""
+    from mailprefs.domain import users
+
+    campaign_id, public_id = _paused_by_guard(app, client, db, ops_key)
+    with db.transaction() as s:
+        users.create(s, "ops@example.com", "ops", "ops-password-123")
+    ops = app.test_client()
+    assert login(ops, "ops@example.com", "ops-password-123").status_code == 302
+    reply = post_form(
+        ops, f"/dashboard/jobs/campaign:{public_id}/resume", token_from="/dashboard/jobs"
+    )
+    assert reply.status_code == 302
+    assert "write what was checked" in ops.get("/dashboard/jobs").get_data(as_text=True)
+    assert campaign(db, campaign_id).status == CampaignStatus.PAUSED

@@ -260,3 +260,67 @@ def test_a_hanging_receiver_does_not_hold_back_another_endpoint(
     tried = [d for d in hanging if d.attempts]
     assert len(tried) == 1 and "no answer" in tried[0].last_error
     assert all(d.lease_owner is None for d in hanging), "the untried ones were given back"
+
+
+@pytest.mark.slow
+def test_the_worker_process_sends_webhooks_from_its_own_thread(
+    app, client, admin_key, db, database_url, tmp_path, receiver, second_receiver
+):
+    """`flask mailprefs worker` delivers events while it runs; one receiver hangs and
+    the other still gets its events; SIGTERM stops it cleanly."""
+    import signal
+
+    from tests.support import processes
+
+    ids = _people(db)
+    register(client, admin_key, receiver, ["subscription.changed"])
+    register(client, admin_key, second_receiver, ["subscription.changed"])
+    receiver.set("mode", "hang")
+    env = processes.environment(
+        database_url,
+        tmp_path,
+        MAILPREFS_WORKER_IDLE_SECONDS="0.2",
+        MAILPREFS_WEBHOOK_TIMEOUT_SECONDS="1",
+    )
+    worker = processes.start(["mailprefs", "worker"], env, tmp_path / "worker.log")
+    try:
+        for name in ("ann", "bob"):
+            with db.transaction() as s:
+                links.opt_out(s, ids[name], "offers", evidence("one_click"))
+        deadline = time.monotonic() + 60
+        while len(second_receiver.received()) < 2:
+            assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()
+            time.sleep(0.2)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+    assert all(r["verified"] for r in second_receiver.received())
+
+
+def test_the_guard_pausing_a_campaign_sends_campaign_paused_with_its_reason(
+    app, client, admin_key, ops_key, db, receiver
+):
+    """A campaign paused by the reputation guard: `campaign.paused` (reason and figures),
+    and the complaints behind it as `complaint.received`, naming the campaign."""
+    from tests.reputation.support import LIMITS, complaint, report, start_campaign
+
+    app.config.update(LIMITS)
+    addresses = [f"p{i:02d}@example.com" for i in range(30)]
+    campaign_id = start_campaign(db, addresses)
+    Worker(app).run_due()
+    register(client, admin_key, receiver, ["campaign.paused", "complaint.received"])
+    with db.transaction() as s:
+        from mailprefs.domain.outbox_models import Campaign, CampaignStatus
+
+        row = s.get(Campaign, campaign_id)
+        row.status = CampaignStatus.SENDING  # as if more were still to come
+        public_id = row.public_id
+    assert report(client, ops_key, [complaint(a) for a in addresses[:3]]).status_code == 202
+    sender(app).drain()
+    got = [r["event"] for r in receiver.received()]
+    paused = [e for e in got if e["type"] == "campaign.paused"]
+    assert len(paused) == 1 and paused[0]["data"]["campaign"] == public_id
+    assert paused[0]["data"]["reason"] == "complaint_rate"
+    assert paused[0]["data"]["figures"]["complaints"] == 3
+    complaints = [e for e in got if e["type"] == "complaint.received"]
+    assert len(complaints) == 3 and {e["data"]["campaign"] for e in complaints} == {public_id}
