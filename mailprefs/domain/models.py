@@ -101,6 +101,11 @@ class Topic(Base):
     double_opt_in: Mapped[bool] = mapped_column(Boolean, default=False)
     description: Mapped[str] = mapped_column(Text, default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # A topic's own From ("Name <addr>"), instead of its stream's; None: the stream's.
+    from_addr: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    # Last changed in the product (dashboard or API): who and when. None: as seeded.
+    edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    edited_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
     @property
     def is_marketing(self) -> bool:

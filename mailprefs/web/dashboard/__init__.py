@@ -138,4 +138,5 @@ from mailprefs.web.dashboard import (  # noqa: E402,F401
     policies,
     settings,
     suppressions,
+    topics,
 )

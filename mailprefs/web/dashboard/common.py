@@ -24,6 +24,7 @@ NAV = [
     ("Audit log", "dashboard.audit_log", None),
     ("Captured mail", "dashboard.mail", "capture"),
     ("Access", "dashboard.access", "admin"),
+    ("Topics", "dashboard.topics", None),
     ("Settings", "dashboard.settings", None),
 ]
 PAGE_SIZE = 25
