@@ -136,6 +136,7 @@ from mailprefs.web.dashboard import (  # noqa: E402,F401
     jobs,
     mail,
     policies,
+    results,
     settings,
     suppressions,
     topics,

@@ -16,6 +16,7 @@ from mailprefs.extensions import db_session
 # (label, endpoint, condition): "admin" pages for admins only, "capture" where mail is
 # captured. Jobs and Policies come with the scheduler; their slots are kept here.
 NAV = [
+    ("Overview", "dashboard.overview", None),
     ("Campaigns", "dashboard.campaigns", None),
     ("Jobs", "dashboard.jobs", None),
     ("Policies", "dashboard.policies", None),
