@@ -249,6 +249,7 @@ def unsubscribe_post(token: str):
         address=mask(done.email),
         changed=done.changed,
         preferences_url=preferences_url(payload["s"], payload.get("c")),
+        resubscribe_url=url_for("prefs.resubscribe", token=token),
     )
 
 
@@ -356,4 +357,4 @@ def _resend(payload: dict[str, Any]):
     return page("prefs/resent.html", sent=True, waiting=False, **context)
 
 
-from mailprefs.web import prefs_center  # noqa: E402,F401  (registers its routes on bp)
+from mailprefs.web import prefs_center, prefs_resubscribe  # noqa: E402,F401  (routes on bp)
