@@ -10,6 +10,7 @@ from alembic.config import Config
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import mailprefs.domain.account_models  # noqa: F401  (registers its tables)
 from mailprefs import clock
 from mailprefs.config import MIGRATIONS_DIR
 from mailprefs.db import Database

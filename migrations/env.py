@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+import mailprefs.domain.account_models  # noqa: F401
 import mailprefs.domain.import_models  # noqa: F401
 import mailprefs.domain.models  # noqa: F401  (registers the tables)
 import mailprefs.domain.outbox_models  # noqa: F401

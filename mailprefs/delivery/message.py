@@ -147,6 +147,9 @@ class MessageBuilder:
             if not self._confirm_topic:
                 raise ValueError("a confirmation message needs meta['confirm_topic']")
         identity = settings.marketing if self._marketing else settings.administrative
+        if campaign.topic_from:
+            # The topic's own sender (set in the product), within its stream's headers.
+            identity = StreamIdentity(campaign.topic_from, identity.reply_to)
         from_header, self.envelope_from = hdr.mailbox(identity.from_addr, "From")
         self._msgid_domain = self.envelope_from.rpartition("@")[2]
         self._dkim = settings.dkim

@@ -65,6 +65,7 @@ class CampaignInfo:
     html: str | None
     # Extra, kind-specific data (confirmation: {"confirm_topic": slug}).
     meta: dict[str, Any] = field(default_factory=dict)
+    topic_from: str | None = None  # the topic's own From, where it has one
 
     @classmethod
     def of(cls, campaign: Any) -> CampaignInfo:
@@ -79,6 +80,7 @@ class CampaignInfo:
             text=campaign.text_body,
             html=campaign.html_body,
             meta=campaign.meta or {},
+            topic_from=getattr(campaign.topic, "from_addr", None),
         )
 
 

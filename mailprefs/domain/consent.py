@@ -17,6 +17,7 @@ from sqlalchemy.orm import ORMExecuteState, Session
 
 from mailprefs import clock
 from mailprefs.domain import client_time
+from mailprefs.domain.addresses import redact
 from mailprefs.domain.errors import Conflict, Invalid
 from mailprefs.domain.models import (
     ConsentAction,
@@ -251,14 +252,32 @@ def history(session: Session, subscriber: Subscriber) -> list[ConsentEvent]:
     )
 
 
-def blank_personal_fields(session: Session, subscriber_id: int) -> None:
-    """Erasure's one permitted change to the ledger: forget IP and user agent."""
+def blank_personal_fields(session: Session, subscriber_id: int, address: str | None = None) -> None:
+    """Erasure's one permitted change to the ledger: forget IP and user agent, and take
+    the address out of the evidence's free text (`source_detail`, which an import or a
+    form may have filled with it)."""
     session.execute(
         update(ConsentEvent)
         .where(ConsentEvent.subscriber_id == subscriber_id)
         .values(ip=None, user_agent=None)
         .execution_options(ledger_erasure=True, synchronize_session=False)
     )
+    if not address:
+        return
+    details = session.execute(
+        select(ConsentEvent.id, ConsentEvent.source_detail).where(
+            ConsentEvent.subscriber_id == subscriber_id, ConsentEvent.source_detail.is_not(None)
+        )
+    ).all()
+    for event_id, detail in details:
+        redacted = redact(detail, address)
+        if redacted != detail:
+            session.execute(
+                update(ConsentEvent)
+                .where(ConsentEvent.id == event_id)
+                .values(source_detail=redacted)
+                .execution_options(ledger_erasure=True, synchronize_session=False)
+            )
 
 
 # --- the append-only guard (the database adds triggers of its own; see migrations) ---

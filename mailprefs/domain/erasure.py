@@ -17,6 +17,7 @@ from sqlalchemy import Text, cast, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from mailprefs.domain.addresses import forms, redact
+from mailprefs.domain.import_models import ImportProblem
 from mailprefs.domain.models import AuditEntry, IdempotencyRecord, Suppression
 from mailprefs.domain.outbox_models import BounceEvent, Campaign, Complaint, Delivery
 
@@ -35,6 +36,7 @@ FREE_TEXT: tuple[tuple[InstrumentedAttribute, bool], ...] = (
     (Campaign.text_body, False),
     (Campaign.html_body, False),
     (Campaign.meta, True),
+    (ImportProblem.detail, False),
 )
 
 

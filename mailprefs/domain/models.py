@@ -101,6 +101,11 @@ class Topic(Base):
     double_opt_in: Mapped[bool] = mapped_column(Boolean, default=False)
     description: Mapped[str] = mapped_column(Text, default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # A topic's own From ("Name <addr>"), instead of its stream's; None: the stream's.
+    from_addr: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    # Last changed in the product (dashboard or API): who and when. None: as seeded.
+    edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    edited_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
     @property
     def is_marketing(self) -> bool:
@@ -269,6 +274,9 @@ class User(Base):
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Two-factor login (TOTP, RFC 6238): the shared secret once confirmed, and since when.
+    totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class IdempotencyRecord(Base):

@@ -244,7 +244,7 @@ def erase(
             evidence={"subscriber": subscriber.public_id},
             supersede=True,
         )
-    consent.blank_personal_fields(session, subscriber.id)
+    consent.blank_personal_fields(session, subscriber.id, subscriber.email)
     consent.account_event(
         session,
         subscriber,

@@ -1,4 +1,5 @@
-"""Topics come from configuration and are mirrored into the database on migrate."""
+"""Topics: seeded from configuration on the first migrate, then managed in the product
+(`mailprefs.domain.topic_admin`)."""
 
 from __future__ import annotations
 
@@ -12,41 +13,31 @@ from mailprefs.domain.models import Topic, TopicKind
 
 
 def sync_topics(session: Session, catalogue: list[dict[str, Any]]) -> list[str]:
-    """Make the topics table match the catalogue; returns the slugs it changed.
+    """Seed the topics table from the catalogue; returns the slugs it added.
 
-    A topic that leaves the catalogue is kept (its ledger references it) but inactive.
-    A topic may not change kind once mail has been sent under it: that would move
-    consent between the two streams.
+    The catalogue only seeds: a topic it names that the database does not have is
+    created; a topic the database has is the product's (renamed, described, given a
+    sender or retired in the dashboard or through the API) and the catalogue never
+    changes or retires it.
     """
-    existing = {t.slug: t for t in session.scalars(select(Topic))}
-    changed: list[str] = []
+    existing = set(session.scalars(select(Topic.slug)))
+    added: list[str] = []
     for entry in catalogue:
-        topic = existing.pop(entry["slug"], None)
-        if topic is None:
-            topic = Topic(slug=entry["slug"])
-            session.add(topic)
-        elif topic.kind != TopicKind(entry["kind"]):
-            raise Invalid(
-                f"topic {entry['slug']!r} is {topic.kind}; changing its kind would move "
-                "consent between the marketing and administrative streams"
+        if entry["slug"] in existing:
+            continue
+        session.add(
+            Topic(
+                slug=entry["slug"],
+                name=entry["name"],
+                kind=TopicKind(entry["kind"]),
+                double_opt_in=bool(entry.get("double_opt_in", False)),
+                description=entry.get("description", ""),
+                active=True,
             )
-        values = {
-            "name": entry["name"],
-            "kind": TopicKind(entry["kind"]),
-            "double_opt_in": bool(entry.get("double_opt_in", False)),
-            "description": entry.get("description", ""),
-            "active": True,
-        }
-        if any(getattr(topic, k, None) != v for k, v in values.items()):
-            for key, value in values.items():
-                setattr(topic, key, value)
-            changed.append(entry["slug"])
-    for topic in existing.values():
-        if topic.active:
-            topic.active = False
-            changed.append(topic.slug)
+        )
+        added.append(entry["slug"])
     session.flush()
-    return changed
+    return added
 
 
 def list_topics(session: Session) -> list[Topic]:

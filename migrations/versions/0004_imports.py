@@ -21,12 +21,14 @@ depends_on = None
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
 
-# The ledger's frozen columns (0001's list, plus source_detail).
+# The ledger's frozen columns (0001's list). source_detail is free text that may quote the
+# address, so, like IP and user agent, erasure may take the address out of it; the ORM
+# guard (consent.ERASABLE_FIELDS) keeps it unchanged otherwise.
 _FROZEN_BEFORE = (
     "id", "subscriber_id", "topic_id", "action", "source", "policy_version", "actor",
     "context", "occurred_at", "recorded_at",
 )
-_FROZEN_AFTER = _FROZEN_BEFORE + ("source_detail",)
+_FROZEN_AFTER = _FROZEN_BEFORE
 
 
 def upgrade() -> None:

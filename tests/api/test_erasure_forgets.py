@@ -178,6 +178,20 @@ def test_erasure_leaves_the_address_nowhere_in_the_database(
             headers=bearer(ops_key),
         )
         assert answer.status_code == 202, answer.get_data(as_text=True)
+    # An import naming the address: a consent whose evidence (source_detail) quotes it,
+    # an attribute quoting it, and a second row for it whose bad attribute is reported.
+    upload = (
+        "email,topics,consent_at,source,source_detail,attr.note\n"
+        f'{ADDRESS},newsletter,2025-01-02T10:00:00Z,web_form,"form, as {ADDRESS}","I am {ADDRESS}"\n'
+        f'{PUNY},newsletter,2025-01-02T10:00:00Z,web_form,form,"{ADDRESS}\x00"\n'
+    )
+    imported = client.post(
+        "/api/v1/imports", data=upload, content_type="text/csv", headers=bearer(ops_key)
+    )
+    assert imported.status_code == 202, imported.get_data(as_text=True)
+    Worker(app).run_due()
+    done = client.get(f"/api/v1/imports/{imported.get_json()['id']}", headers=bearer(ops_key))
+    assert done.get_json()["status"] == "done", done.get_data(as_text=True)
     with db.session(read_only=True) as s:
         # Every path was taken; what bounces.py wrote is redacted already.
         assert sorted(b.source for b in s.scalars(select(BounceEvent))) == ["dsn", "json", "smtp"]

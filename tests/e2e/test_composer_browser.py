@@ -18,7 +18,7 @@ MAX_TABS = 80
 
 
 def tab_to(page, name: str) -> None:
-    """Press Tab until the focused element is the one named `name` (bounded)."""
+    """Press Tab until the focused element is the one named exactly `name` (bounded)."""
     for _ in range(MAX_TABS):
         page.keyboard.press("Tab")
         focused = page.evaluate(
@@ -26,7 +26,7 @@ def tab_to(page, name: str) -> None:
             " return (e.getAttribute('aria-label') || e.labels?.[0]?.textContent"
             " || e.textContent || '').trim(); })()"
         )
-        if focused.startswith(name):
+        if focused == name:
             return
     raise AssertionError(f"{name!r} is not reachable with Tab")
 

@@ -22,7 +22,7 @@ login_manager.login_message = "Log in to see the dashboard."
 # A session cookie replayed from elsewhere (another address or browser) is dropped.
 login_manager.session_protection = "strong"
 
-PUBLIC_ENDPOINTS = {"dashboard.login"}
+PUBLIC_ENDPOINTS = {"dashboard.login", "dashboard.login_second_factor"}
 # What a marketing login may open: campaigns (counts and content, no personal data),
 # the composer, settings. Everything else (addresses, suppressions, complaints, the audit
 # log, captured mail, jobs, policies, access, and any page added later) is closed to it.
@@ -42,7 +42,11 @@ MARKETING_ENDPOINTS = {
     "dashboard.campaign_preview_html",
     "dashboard.settings",
     "dashboard.overview",
-    "dashboard.account",
+    "dashboard.account_page",
+    "dashboard.account_password",
+    "dashboard.account_totp_on",
+    "dashboard.account_totp_off",
+    "dashboard.account_session_end",
 }
 # Pages: own scripts and styles only, frames only from ourselves (the captured-mail
 # viewer), nothing from elsewhere. The captured mail's HTML gets a stricter one of its own.
@@ -68,6 +72,11 @@ def require_login() -> Response | None:
             response.status_code = 401
             return response
         return redirect(url_for("dashboard.login", next=request.path))
+    from mailprefs.web.dashboard.account import require_live_session
+
+    ended = require_live_session()  # a session ended from the account page, or at logout
+    if ended is not None:
+        return ended
     if current_user.role == Role.MARKETING and request.endpoint not in MARKETING_ENDPOINTS:
         abort(403, "A marketing login sees campaigns only; ask ops for the rest.")
     return None
@@ -126,6 +135,7 @@ bp.add_app_template_filter(words.reason, "reason_words")
 
 from mailprefs.web.dashboard import (  # noqa: E402,F401
     access,
+    account,
     audit_log,
     auth,
     campaigns,
@@ -135,7 +145,9 @@ from mailprefs.web.dashboard import (  # noqa: E402,F401
     mail,
     policies,
     reputation,
+    results,
     settings,
     suppressions,
+    topics,
     webhooks,
 )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask import current_app, flash, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user, logout_user
 from sqlalchemy import select
 
 from mailprefs import clock
@@ -15,7 +15,7 @@ from mailprefs.domain.addresses import normalise
 from mailprefs.domain.errors import Invalid
 from mailprefs.domain.models import User
 from mailprefs.extensions import db_session, limiter
-from mailprefs.web.dashboard import bp
+from mailprefs.web.dashboard import account, bp
 from mailprefs.web.dashboard.common import actor, record
 from mailprefs.web.dashboard.forms import ActionForm, LoginForm
 
@@ -67,11 +67,8 @@ def login():
             db.commit()  # the failure count is what makes the lockout
             error = GENERIC_FAILURE
         else:
-            session.clear()  # no session fixation: a fresh session for the login
-            login_user(user)
-            record("login", "user", str(user.id))
-            db.commit()
-            return redirect(_safe_next(request.args.get("next")))
+            # A session (`staff_sessions`), or the second step first for two-factor logins.
+            return account.begin(user, _safe_next(request.args.get("next")))
     elif request.method == "POST":
         error = GENERIC_FAILURE
     return render_template("dashboard/login.html", form=form, error=error)
@@ -102,6 +99,7 @@ def logout():
     form = ActionForm()
     if form.validate_on_submit():
         record("logout", "user", actor().removeprefix("user:"))
+        account.end()
         if current_user.is_authenticated:
             users.end_sessions(current_user)  # a copy of the cookie stops working too
         db_session().commit()

@@ -18,7 +18,7 @@ from mailprefs.domain.outbox_models import Campaign, CampaignKind, CampaignStatu
 from mailprefs.domain.topics import list_topics
 from mailprefs.extensions import db_session
 from mailprefs.scheduling import view
-from mailprefs.web.dashboard import bp, compose, words
+from mailprefs.web.dashboard import bp, compose, results, words
 from mailprefs.web.dashboard.common import PAGE_SIZE, actor, last_page, page_number
 from mailprefs.web.dashboard.forms import ActionForm
 from mailprefs.web.dashboard.metrics import chart_geometry, progress, sends_over_time
@@ -123,6 +123,7 @@ def campaign(public_id: str):
         guard=panel(db, row),
         controls=CONTROLS[row.status] if may_control(row) else (),
         form=ActionForm(),
+        results=None if row.status == S.DRAFT else results.campaign_results(db, row),
         **compose.page_extras(row),
     )
 

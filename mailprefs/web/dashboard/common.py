@@ -16,6 +16,7 @@ from mailprefs.extensions import db_session
 # (label, endpoint, condition): "admin" pages for admins only, "capture" where mail is
 # captured. Jobs and Policies come with the scheduler; their slots are kept here.
 NAV = [
+    ("Overview", "dashboard.overview", None),
     ("Campaigns", "dashboard.campaigns", None),
     ("Jobs", "dashboard.jobs", None),
     ("Policies", "dashboard.policies", None),
@@ -25,6 +26,7 @@ NAV = [
     ("Webhooks", "dashboard.webhooks", None),
     ("Captured mail", "dashboard.mail", "capture"),
     ("Access", "dashboard.access", "admin"),
+    ("Topics", "dashboard.topics", None),
     ("Settings", "dashboard.settings", None),
 ]
 PAGE_SIZE = 25

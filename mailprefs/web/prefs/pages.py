@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Response, current_app, request, url_for
 
 from mailprefs import clock
 from mailprefs.delivery.message import TEST_COPY_ID
@@ -99,6 +99,7 @@ def unsubscribe_post(token: str):
         address=mask(done.email),
         changed=done.changed,
         preferences_url=preferences_url(payload["s"], payload.get("c")),
+        resubscribe_url=url_for("prefs.resubscribe", token=token),
     )
 
 
