@@ -103,6 +103,7 @@ from mailprefs.web.dashboard import (  # noqa: E402,F401
     complaints,
     jobs,
     mail,
+    people,
     policies,
     suppressions,
 )

@@ -17,6 +17,8 @@ from mailprefs.extensions import db_session
 # captured. Jobs and Policies come with the scheduler; their slots are kept here.
 NAV = [
     ("Campaigns", "dashboard.campaigns", None),
+    ("Subscribers", "dashboard.subscribers_page", None),
+    ("Imports", "dashboard.imports_page", None),
     ("Jobs", "dashboard.jobs", None),
     ("Policies", "dashboard.policies", None),
     ("Suppressions", "dashboard.suppressions", None),
