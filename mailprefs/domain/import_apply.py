@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mailprefs import clock
-from mailprefs.domain import confirmations, policies
+from mailprefs.domain import confirmations, import_bulk, policies
 from mailprefs.domain.addresses import address_hash
 from mailprefs.domain.consent import standing, transition
 from mailprefs.domain.errors import Invalid
@@ -291,14 +291,46 @@ def _people_of(
     return kept, new_people
 
 
+PEOPLE_COLUMNS = (
+    "id",
+    "public_id",
+    "email",
+    "email_hash",
+    "attributes",
+    "status",
+    "created_at",
+    "updated_at",
+)
+EVENT_COLUMNS = (
+    "id",
+    "subscriber_id",
+    "topic_id",
+    "action",
+    "source",
+    "source_detail",
+    "ip",
+    "user_agent",
+    "policy_version",
+    "actor",
+    "context",
+    "occurred_at",
+    "recorded_at",
+)
+STATE_COLUMNS = ("subscriber_id", "topic_id", "state", "changed_at", "event_id")
+UPSERT_STATE = (
+    "ON CONFLICT (subscriber_id, topic_id) DO UPDATE SET state = excluded.state, "
+    "changed_at = excluded.changed_at, event_id = excluded.event_id"
+)
+
+
 def _insert_people(session: Session, new_people: dict[str, dict[str, Any]]) -> dict[str, int]:
-    if not new_people:
-        return {}
-    result = session.execute(
-        insert(_people).returning(_people.c.id, _people.c.email_hash, sort_by_parameter_order=True),
-        list(new_people.values()),
-    )
-    return {r.email_hash: r.id for r in result}
+    ids = import_bulk.reserve_ids(session, "subscribers", len(new_people))
+    rows = []
+    for person_id, values in zip(ids, new_people.values(), strict=True):
+        values["id"] = person_id
+        rows.append([values[c] for c in PEOPLE_COLUMNS])
+    import_bulk.insert_rows(session, "subscribers", PEOPLE_COLUMNS, rows)
+    return {values["email_hash"]: values["id"] for values in new_people.values()}
 
 
 def _write_consents(
@@ -413,34 +445,25 @@ def _event(
 def _flush_events(session: Session, ctx: Context, events: list[dict[str, Any]]) -> None:
     if not events:
         return
-    states = [e.pop("_state") for e in events]
-    result = session.execute(
-        insert(_events).returning(_events.c.id, sort_by_parameter_order=True), events
-    )
-    latest: dict[tuple[int, int], dict[str, Any]] = {}
-    for event_id, event, state in zip(result.scalars(), events, states, strict=True):
-        latest[(event["subscriber_id"], event["topic_id"])] = {
-            "subscriber_id": event["subscriber_id"],
-            "topic_id": event["topic_id"],
-            "state": state,
-            "changed_at": event["occurred_at"],
-            "event_id": event_id,
-        }
-    statement = _upsert(session)(_states)
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["subscriber_id", "topic_id"],
-            set_={
-                "state": statement.excluded.state,
-                "changed_at": statement.excluded.changed_at,
-                "event_id": statement.excluded.event_id,
-            },
-        ),
+    ids = import_bulk.reserve_ids(session, "consent_events", len(events))
+    latest: dict[tuple[int, int], list[Any]] = {}
+    rows = []
+    for event_id, event in zip(ids, events, strict=True):
+        event["id"] = event_id
+        rows.append([event[c] for c in EVENT_COLUMNS])
+        key = (event["subscriber_id"], event["topic_id"])
+        latest[key] = [*key, event["_state"], event["occurred_at"], event_id]
+    import_bulk.insert_rows(session, "consent_events", EVENT_COLUMNS, rows)
+    import_bulk.insert_rows(
+        session,
+        "topic_subscriptions",
+        STATE_COLUMNS,
         list(latest.values()),
+        on_conflict=UPSERT_STATE,
     )
     if ctx.send_confirmations and not ctx.dry_run:
         for (person_id, topic_id), values in latest.items():
-            if values["state"] == TopicState.PENDING.value:
+            if values[2] == TopicState.PENDING.value:
                 confirmations.request(
                     session,
                     session.get(Subscriber, person_id),
