@@ -9,8 +9,9 @@ on PostgreSQL the ids come from the table's own sequence.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import text
@@ -39,14 +40,29 @@ def reserve_ids(session: Session, table: str, n: int) -> list[int]:
     return list(range(top + 1, top + n + 1))
 
 
-def _value(value: Any, sqlite: bool) -> Any:
-    if isinstance(value, datetime):
-        # As mailprefs.db.UTCDateTime stores it: UTC, and naive text on SQLite.
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else value
-    if isinstance(value, dict):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return value
+@lru_cache(maxsize=4096)
+def _sqlite_time(value: datetime) -> str:
+    # As mailprefs.db.UTCDateTime stores it on SQLite: UTC, as naive text. Most values of
+    # a batch repeat (now, the file's consent dates), hence the cache.
+    return value.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _json(value: Any) -> Any:
+    return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _converters(rows: list[Sequence[Any]], sqlite: bool) -> list[Callable[[Any], Any] | None]:
+    """Per column, what its values need (decided once, from the first non-null value)."""
+    found: list[Callable[[Any], Any] | None] = []
+    for column in range(len(rows[0])):
+        sample = next((r[column] for r in rows if r[column] is not None), None)
+        if isinstance(sample, datetime):
+            found.append(_sqlite_time if sqlite else None)
+        elif isinstance(sample, dict):
+            found.append(_json)
+        else:
+            found.append(None)
+    return found
 
 
 def insert_rows(
@@ -68,5 +84,12 @@ def insert_rows(
         f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608
         f"VALUES ({', '.join([mark] * len(columns))}) {on_conflict}"
     )
-    values = [tuple(_value(v, sqlite) for v in row) for row in rows]
+    convert = [(i, f) for i, f in enumerate(_converters(rows, sqlite)) if f is not None]
+    values = []
+    for row in rows:
+        row = list(row)
+        for i, f in convert:
+            if row[i] is not None:
+                row[i] = f(row[i])
+        values.append(tuple(row))
     session.connection().exec_driver_sql(statement, values)
