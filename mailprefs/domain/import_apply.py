@@ -9,10 +9,7 @@ since the list was exported stays out).
 
 from __future__ import annotations
 
-import bisect
 import hashlib
-import zlib
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -23,9 +20,10 @@ from sqlalchemy.orm import Session
 from mailprefs import clock
 from mailprefs.domain import confirmations, import_bulk, policies
 from mailprefs.domain.addresses import address_hash
-from mailprefs.domain.consent import standing, transition
+from mailprefs.domain.consent import transition
 from mailprefs.domain.errors import Invalid
 from mailprefs.domain.hashed import EXTERNAL_REASONS
+from mailprefs.domain.import_context import Context, TopicInfo, check_topics
 from mailprefs.domain.import_models import HashedSuppression
 from mailprefs.domain.import_read import Record, Row, subscriber_row
 from mailprefs.domain.models import (
@@ -35,12 +33,10 @@ from mailprefs.domain.models import (
     Suppression,
     SuppressionReason,
     Topic,
-    TopicKind,
     TopicState,
     TopicSubscription,
     new_public_id,
 )
-from mailprefs.domain.outbox_models import PolicyVersion
 
 NEVER_AGAIN = {SuppressionReason.ERASED.value, SuppressionReason.UNDERAGE.value}
 LOOKUP_CHUNK = 500
@@ -49,85 +45,6 @@ _people = Subscriber.__table__
 _events = ConsentEvent.__table__
 _states = TopicSubscription.__table__
 _suppressions = Suppression.__table__
-
-
-@dataclass(frozen=True)
-class TopicInfo:
-    id: int
-    slug: str
-    double_opt_in: bool
-
-
-class Seen:
-    """Who this file already touched: a bitmap of subscriber ids (an eighth of a byte per
-    person, so memory stays flat), saved with each checkpoint. A dry run writes no ids
-    that last, so it remembers address hashes instead."""
-
-    def __init__(self, saved: bytes | None, dry_run: bool) -> None:
-        self.bits = bytearray(zlib.decompress(saved)) if saved else bytearray()
-        self.hashes: set[str] | None = set() if dry_run else None
-
-    def has(self, person_id: int) -> bool:
-        byte = person_id >> 3
-        return byte < len(self.bits) and bool(self.bits[byte] & (1 << (person_id & 7)))
-
-    def add(self, person_id: int) -> None:
-        byte = person_id >> 3
-        if byte >= len(self.bits):
-            self.bits.extend(bytes(byte + 1 - len(self.bits) + 4096))
-        self.bits[byte] |= 1 << (person_id & 7)
-
-    def dump(self) -> bytes:
-        return zlib.compress(bytes(self.bits), 1)
-
-
-@dataclass
-class Context:
-    """What every batch of one import needs, loaded once."""
-
-    import_id: int
-    public_id: str
-    sha256: str
-    actor: str
-    hash_key: str
-    topics: dict[str, TopicInfo]
-    policies: list[tuple[datetime, str]]
-    seen: Seen
-    counts: dict[str, int]
-    dry_run: bool = False
-    send_confirmations: bool = False
-    open_broadcasts: bool = False
-    hashed_suppressions: bool = False
-    problems: list[tuple[int, str, str]] = field(default_factory=list)
-
-    def policy_at(self, at: datetime) -> str | None:
-        i = bisect.bisect_right(self.policies, (at, "\uffff"))
-        return self.policies[i - 1][1] if i else None
-
-    def problem(self, line: int, field_name: str, detail: str, count: str = "invalid") -> None:
-        self.counts[count] += 1
-        self.problems.append((line, field_name[:64], detail[:500]))
-
-
-def load_context(session: Session, **values: Any) -> Context:
-    topics = {
-        t.slug: TopicInfo(t.id, t.slug, t.double_opt_in)
-        for t in session.scalars(
-            select(Topic).where(Topic.active, Topic.kind == TopicKind.MARKETING)
-        )
-    }
-    versions = sorted(
-        session.execute(standing(select(PolicyVersion.effective_at, PolicyVersion.version))).all()
-    )
-    return Context(topics=topics, policies=[(v[0], v[1]) for v in versions], **values)
-
-
-def check_topics(row: Row, topics: dict[str, TopicInfo], field_name: str) -> None:
-    for slug in row.topics:
-        if slug not in topics:
-            raise Invalid.field(
-                field_name, f"unknown or administrative topic {slug!r} (marketing topics only)"
-            )
 
 
 def _chunks(items: list[Any]) -> list[list[Any]]:
