@@ -52,13 +52,15 @@ def claim(db: Database, owner: str, lease_seconds: int, import_id: int | None = 
         (Import.status == ImportStatus.RUNNING)
         & ((Import.lease_until < now) | (Import.owner == owner)),
     )
-    with db.transaction() as session:
-        query = select(Import.id).where(claimable).order_by(Import.id).limit(1)
-        if import_id is not None:
-            query = query.where(Import.id == import_id)
+    query = select(Import.id).where(claimable).order_by(Import.id).limit(1)
+    if import_id is not None:
+        query = query.where(Import.id == import_id)
+    # Looked for without the write lock: an idle worker asks every few seconds.
+    with db.session(read_only=True) as session:
         found = session.scalar(query)
-        if found is None:
-            return None
+    if found is None:
+        return None
+    with db.transaction() as session:
         taken = session.execute(
             update(Import)
             .where(Import.id == found, claimable)
