@@ -9,23 +9,21 @@ since the list was exported stays out).
 
 from __future__ import annotations
 
-import bisect
 import hashlib
-import zlib
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mailprefs import clock
-from mailprefs.domain import confirmations, policies
+from mailprefs.domain import confirmations, import_bulk, policies
 from mailprefs.domain.addresses import address_hash
-from mailprefs.domain.consent import standing, transition
+from mailprefs.domain.consent import transition
 from mailprefs.domain.errors import Invalid
 from mailprefs.domain.hashed import EXTERNAL_REASONS
+from mailprefs.domain.import_context import Context, TopicInfo, check_topics
 from mailprefs.domain.import_models import HashedSuppression
 from mailprefs.domain.import_read import Record, Row, subscriber_row
 from mailprefs.domain.models import (
@@ -35,12 +33,10 @@ from mailprefs.domain.models import (
     Suppression,
     SuppressionReason,
     Topic,
-    TopicKind,
     TopicState,
     TopicSubscription,
     new_public_id,
 )
-from mailprefs.domain.outbox_models import PolicyVersion
 
 NEVER_AGAIN = {SuppressionReason.ERASED.value, SuppressionReason.UNDERAGE.value}
 LOOKUP_CHUNK = 500
@@ -49,85 +45,6 @@ _people = Subscriber.__table__
 _events = ConsentEvent.__table__
 _states = TopicSubscription.__table__
 _suppressions = Suppression.__table__
-
-
-@dataclass(frozen=True)
-class TopicInfo:
-    id: int
-    slug: str
-    double_opt_in: bool
-
-
-class Seen:
-    """Who this file already touched: a bitmap of subscriber ids (an eighth of a byte per
-    person, so memory stays flat), saved with each checkpoint. A dry run writes no ids
-    that last, so it remembers address hashes instead."""
-
-    def __init__(self, saved: bytes | None, dry_run: bool) -> None:
-        self.bits = bytearray(zlib.decompress(saved)) if saved else bytearray()
-        self.hashes: set[str] | None = set() if dry_run else None
-
-    def has(self, person_id: int) -> bool:
-        byte = person_id >> 3
-        return byte < len(self.bits) and bool(self.bits[byte] & (1 << (person_id & 7)))
-
-    def add(self, person_id: int) -> None:
-        byte = person_id >> 3
-        if byte >= len(self.bits):
-            self.bits.extend(bytes(byte + 1 - len(self.bits) + 4096))
-        self.bits[byte] |= 1 << (person_id & 7)
-
-    def dump(self) -> bytes:
-        return zlib.compress(bytes(self.bits), 1)
-
-
-@dataclass
-class Context:
-    """What every batch of one import needs, loaded once."""
-
-    import_id: int
-    public_id: str
-    sha256: str
-    actor: str
-    hash_key: str
-    topics: dict[str, TopicInfo]
-    policies: list[tuple[datetime, str]]
-    seen: Seen
-    counts: dict[str, int]
-    dry_run: bool = False
-    send_confirmations: bool = False
-    open_broadcasts: bool = False
-    hashed_suppressions: bool = False
-    problems: list[tuple[int, str, str]] = field(default_factory=list)
-
-    def policy_at(self, at: datetime) -> str | None:
-        i = bisect.bisect_right(self.policies, (at, "\uffff"))
-        return self.policies[i - 1][1] if i else None
-
-    def problem(self, line: int, field_name: str, detail: str, count: str = "invalid") -> None:
-        self.counts[count] += 1
-        self.problems.append((line, field_name[:64], detail[:500]))
-
-
-def load_context(session: Session, **values: Any) -> Context:
-    topics = {
-        t.slug: TopicInfo(t.id, t.slug, t.double_opt_in)
-        for t in session.scalars(
-            select(Topic).where(Topic.active, Topic.kind == TopicKind.MARKETING)
-        )
-    }
-    versions = sorted(
-        session.execute(standing(select(PolicyVersion.effective_at, PolicyVersion.version))).all()
-    )
-    return Context(topics=topics, policies=[(v[0], v[1]) for v in versions], **values)
-
-
-def check_topics(row: Row, topics: dict[str, TopicInfo], field_name: str) -> None:
-    for slug in row.topics:
-        if slug not in topics:
-            raise Invalid.field(
-                field_name, f"unknown or administrative topic {slug!r} (marketing topics only)"
-            )
 
 
 def _chunks(items: list[Any]) -> list[list[Any]]:
@@ -291,14 +208,46 @@ def _people_of(
     return kept, new_people
 
 
+PEOPLE_COLUMNS = (
+    "id",
+    "public_id",
+    "email",
+    "email_hash",
+    "attributes",
+    "status",
+    "created_at",
+    "updated_at",
+)
+EVENT_COLUMNS = (
+    "id",
+    "subscriber_id",
+    "topic_id",
+    "action",
+    "source",
+    "source_detail",
+    "ip",
+    "user_agent",
+    "policy_version",
+    "actor",
+    "context",
+    "occurred_at",
+    "recorded_at",
+)
+STATE_COLUMNS = ("subscriber_id", "topic_id", "state", "changed_at", "event_id")
+UPSERT_STATE = (
+    "ON CONFLICT (subscriber_id, topic_id) DO UPDATE SET state = excluded.state, "
+    "changed_at = excluded.changed_at, event_id = excluded.event_id"
+)
+
+
 def _insert_people(session: Session, new_people: dict[str, dict[str, Any]]) -> dict[str, int]:
-    if not new_people:
-        return {}
-    result = session.execute(
-        insert(_people).returning(_people.c.id, _people.c.email_hash, sort_by_parameter_order=True),
-        list(new_people.values()),
-    )
-    return {r.email_hash: r.id for r in result}
+    ids = import_bulk.reserve_ids(session, "subscribers", len(new_people))
+    rows = []
+    for person_id, values in zip(ids, new_people.values(), strict=True):
+        values["id"] = person_id
+        rows.append([values[c] for c in PEOPLE_COLUMNS])
+    import_bulk.insert_rows(session, "subscribers", PEOPLE_COLUMNS, rows)
+    return {values["email_hash"]: values["id"] for values in new_people.values()}
 
 
 def _write_consents(
@@ -413,34 +362,25 @@ def _event(
 def _flush_events(session: Session, ctx: Context, events: list[dict[str, Any]]) -> None:
     if not events:
         return
-    states = [e.pop("_state") for e in events]
-    result = session.execute(
-        insert(_events).returning(_events.c.id, sort_by_parameter_order=True), events
-    )
-    latest: dict[tuple[int, int], dict[str, Any]] = {}
-    for event_id, event, state in zip(result.scalars(), events, states, strict=True):
-        latest[(event["subscriber_id"], event["topic_id"])] = {
-            "subscriber_id": event["subscriber_id"],
-            "topic_id": event["topic_id"],
-            "state": state,
-            "changed_at": event["occurred_at"],
-            "event_id": event_id,
-        }
-    statement = _upsert(session)(_states)
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["subscriber_id", "topic_id"],
-            set_={
-                "state": statement.excluded.state,
-                "changed_at": statement.excluded.changed_at,
-                "event_id": statement.excluded.event_id,
-            },
-        ),
+    ids = import_bulk.reserve_ids(session, "consent_events", len(events))
+    latest: dict[tuple[int, int], list[Any]] = {}
+    rows = []
+    for event_id, event in zip(ids, events, strict=True):
+        event["id"] = event_id
+        rows.append([event[c] for c in EVENT_COLUMNS])
+        key = (event["subscriber_id"], event["topic_id"])
+        latest[key] = [*key, event["_state"], event["occurred_at"], event_id]
+    import_bulk.insert_rows(session, "consent_events", EVENT_COLUMNS, rows)
+    import_bulk.insert_rows(
+        session,
+        "topic_subscriptions",
+        STATE_COLUMNS,
         list(latest.values()),
+        on_conflict=UPSERT_STATE,
     )
     if ctx.send_confirmations and not ctx.dry_run:
         for (person_id, topic_id), values in latest.items():
-            if values["state"] == TopicState.PENDING.value:
+            if values[2] == TopicState.PENDING.value:
                 confirmations.request(
                     session,
                     session.get(Subscriber, person_id),

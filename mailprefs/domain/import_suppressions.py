@@ -15,7 +15,8 @@ from mailprefs import clock
 from mailprefs.domain import hashed, suppression
 from mailprefs.domain.addresses import address_hash
 from mailprefs.domain.errors import Invalid
-from mailprefs.domain.import_apply import Context, suppress
+from mailprefs.domain.import_apply import suppress
+from mailprefs.domain.import_context import Context
 from mailprefs.domain.import_models import HashedSuppression
 from mailprefs.domain.import_read import SHA256, SUPPRESSION_REASONS, Record, fast_normalise
 from mailprefs.domain.models import Subscriber

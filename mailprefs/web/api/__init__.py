@@ -30,6 +30,7 @@ from mailprefs.web.api import (  # noqa: E402,F401
     events,
     imports,
     messages,
+    people,
     policies,
     subscribers,
     topics,

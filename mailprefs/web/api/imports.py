@@ -3,25 +3,25 @@ checks it whole and queues it; the worker runs it. Status, the error report, can
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from flask import Response, current_app, request, stream_with_context
+from flask import Response, current_app, request
 from pydantic import BaseModel, Field
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from mailprefs.domain import audit, imports
 from mailprefs.domain.errors import Conflict, Invalid
 from mailprefs.domain.import_read import FileProblem
+from mailprefs.domain.people import neutralise
 from mailprefs.extensions import get_db
 from mailprefs.web.api import api
 from mailprefs.web.api.auth import Call
 from mailprefs.web.api.idempotency import HEADER
+from mailprefs.web.api.people import csv_lines
 from mailprefs.web.problems import problem
 
 OPS = ("ops",)
@@ -225,21 +225,19 @@ def get_import(call: Call, public_id: str):
 )
 def import_errors(call: Call, public_id: str):
     row = imports.find(call.session, public_id)
-    session = call.session
+
+    db = get_db()  # the answer streams after the app context has ended
 
     def lines() -> Iterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["line", "field", "detail"])
-        for p in imports.all_errors(session, row):
-            writer.writerow([p.line, p.field, p.detail])
-            if buffer.tell() > CHUNK:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
+        # Its own session: the request's is closed as the view returns, before streaming.
+        with db.session(read_only=True) as session:
+            rows = (
+                [str(p.line), neutralise(p.field), neutralise(p.detail)]
+                for p in imports.all_errors(session, row)
+            )
+            yield from csv_lines(["line", "field", "detail"], rows)
 
-    response = Response(stream_with_context(lines()), mimetype="text/csv")
+    response = Response(lines(), mimetype="text/csv")
     response.headers["Content-Disposition"] = (
         f'attachment; filename="import-{public_id}-errors.csv"'
     )

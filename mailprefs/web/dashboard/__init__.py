@@ -143,6 +143,7 @@ from mailprefs.web.dashboard import (  # noqa: E402,F401
     compose,
     jobs,
     mail,
+    people,
     policies,
     reputation,
     results,

@@ -18,6 +18,8 @@ from mailprefs.extensions import db_session
 NAV = [
     ("Overview", "dashboard.overview", None),
     ("Campaigns", "dashboard.campaigns", None),
+    ("Subscribers", "dashboard.subscribers_page", None),
+    ("Imports", "dashboard.imports_page", None),
     ("Jobs", "dashboard.jobs", None),
     ("Policies", "dashboard.policies", None),
     ("Suppressions", "dashboard.suppressions", None),
