@@ -7,10 +7,11 @@ expired or foreign token, or one for a person we no longer know, answers a plain
 400/404 page and changes nothing.
 
 `common` holds the blueprint and what the pages share; `pages` serves `/u/{token}` and
-`/confirm/{token}`, `center` the preference center. Neither page module imports the other.
+`/confirm/{token}`, `center` the preference center, `rejoin` the way back into a closed
+account (`/rejoin/{token}`). No page module imports another.
 """
 
-from mailprefs.web.prefs import center, pages  # noqa: F401  (register their routes on bp)
+from mailprefs.web.prefs import center, pages, rejoin  # noqa: F401  (register routes on bp)
 from mailprefs.web.prefs.common import bp
 
 __all__ = ["bp"]
