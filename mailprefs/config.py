@@ -227,6 +227,7 @@ _SETTINGS: dict[str, tuple[Any, Any]] = {
     "MAILPREFS_RATELIMIT_STORAGE_URI": ("memory://", str),
     "MAILPREFS_UNSUBSCRIBE_MAX_AGE_DAYS": ("400", lambda n, v: _int(n, v, 1)),
     "MAILPREFS_CONFIRM_MAX_AGE_HOURS": ("48", lambda n, v: _int(n, v, 1)),
+    "MAILPREFS_REACTIVATION_INTERVAL_HOURS": ("24", lambda n, v: _int(n, v, 1)),
     "MAILPREFS_BATCH_SIZE": ("200", lambda n, v: _int(n, v, 1)),
     "MAILPREFS_EXPANSION_BATCH_SIZE": ("20000", lambda n, v: _int(n, v, 1)),
     "MAILPREFS_SEND_RATE": ("0", _float),

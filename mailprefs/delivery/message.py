@@ -142,9 +142,12 @@ class MessageBuilder:
         self._test_copy = test_copy
         self._marketing = campaign.topic_kind == "marketing"
         self._confirm_topic: str | None = None
+        # A request to reopen a closed account: its link names the topics asked for.
+        self._reactivate: list[str] | None = None
         if campaign.kind == "confirmation":
             self._confirm_topic = (campaign.meta or {}).get("confirm_topic")
-            if not self._confirm_topic:
+            self._reactivate = (campaign.meta or {}).get("reactivate")
+            if not self._confirm_topic and not self._reactivate:
                 raise ValueError("a confirmation message needs meta['confirm_topic']")
         identity = settings.marketing if self._marketing else settings.administrative
         if campaign.topic_from:
@@ -164,6 +167,7 @@ class MessageBuilder:
         self._unsub_prefix = f"{base}/u/"
         self._prefs_prefix = f"{base}/preferences/"
         self._confirm_prefix = f"{base}/confirm/"
+        self._rejoin_prefix = f"{base}/rejoin/"
         # Tokens are URL-safe base64 and dots, so only the base needs HTML escaping.
         self._html_unsub_prefix = str(escape(self._unsub_prefix))
         self._html_prefs_prefix = str(escape(self._prefs_prefix))
@@ -248,7 +252,10 @@ class MessageBuilder:
             reserved["unsubscribe_url"] = self._unsub_prefix + unsub_token
         else:
             reserved["unsubscribe_url"] = ""
-        if self._confirm_topic:
+        if self._reactivate:
+            token = self._tokens.reactivate(subscriber, self._reactivate)
+            reserved["confirm_url"] = self._rejoin_prefix + token
+        elif self._confirm_topic:
             token = self._tokens.confirm(subscriber, self._confirm_topic)
             reserved["confirm_url"] = self._confirm_prefix + token
         else:

@@ -170,6 +170,7 @@ class PoolSending:
                 item,
                 context.topic_id,
                 context.topic_kind,
+                purpose=context.purpose,
                 owner=self.worker_id,
                 lease=self.lease,
                 now=clock.now(),

@@ -147,6 +147,7 @@ class SendTransactions:
         topic_id: int,
         topic_kind: str,
         *,
+        purpose: str | None = None,
         owner: str,
         lease: timedelta,
         now: datetime,
@@ -177,7 +178,7 @@ class SendTransactions:
             if item.subscriber_id is not None
             else None
         )
-        decision = gate.decide(recipient.facts if recipient else None, topic_kind, now)
+        decision = gate.decide(recipient.facts if recipient else None, topic_kind, now, purpose)
         if recipient is not None and decision.allowed and not recipient.email:
             decision = gate.Blocked(gate.ERASED)  # defensive: nothing to send to
         if not decision.allowed:

@@ -52,7 +52,7 @@ from mailprefs.delivery.transport import (
 from mailprefs.delivery.types import CampaignInfo
 from mailprefs.delivery.webhooks import WebhookSender
 from mailprefs.domain import campaigns as campaign_rules
-from mailprefs.domain import reputation
+from mailprefs.domain import gate, reputation
 from mailprefs.domain.outbox_models import Campaign
 from mailprefs.extensions import get_db, get_tokens
 from mailprefs.logs import event
@@ -69,6 +69,7 @@ class _CampaignContext:
     topic_id: int
     topic_kind: str
     builder: MessageBuilder
+    purpose: str | None = None  # gate.purpose_of the campaign
 
 
 @dataclass
@@ -280,6 +281,7 @@ class Worker(PoolSending):
             topic_id=campaign.topic_id,
             topic_kind=campaign.topic.kind.value,
             builder=MessageBuilder(self.settings, self.tokens, CampaignInfo.of(campaign)),
+            purpose=gate.purpose_of(campaign.kind.value, campaign.meta),
         )
 
     def _throttle(self) -> None:

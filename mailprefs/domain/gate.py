@@ -143,14 +143,46 @@ RULES: tuple[Rule, ...] = (
 
 REASONS = (UNKNOWN_RECIPIENT,) + tuple(dict.fromkeys(r.reason for r in RULES))
 
+# The one mail a closed (deactivated) account may be sent: the request to confirm that
+# the person asked to join again (domain/reactivation.py). It is the only purpose the
+# gate knows; for it the `deactivated` rule is lifted and a complaint blocks as it does
+# marketing (whoever complained asked us to stop writing). Everything else holds: an
+# erased address, a child, a bounce or a manual suppression still stop it. Only single
+# messages carry a purpose, so `reason_sql` (campaign expansion) never needs it.
+REACTIVATION = "reactivation"
+_REACTIVATION_RULES: tuple[Rule, ...] = tuple(
+    Rule(SUPPRESSED_COMPLAINT, *_suppressed(SuppressionReason.COMPLAINT))
+    if rule.reason == SUPPRESSED_COMPLAINT
+    else rule
+    for rule in RULES
+    if rule.reason != DEACTIVATED
+)
 
-def decide(subscriber: Facts | None, topic: Topic | TopicKind | str, now: datetime) -> Decision:
-    """Allowed, or Blocked with the stable reason. `now` is the moment of the decision."""
+
+def purpose_of(kind: str, meta: dict[str, Any] | None) -> str | None:
+    """The purpose of a campaign for the gate: REACTIVATION for the request to reopen a
+    closed account (a confirmation mail whose meta names `reactivate`), else None."""
+    if str(kind) == "confirmation" and (meta or {}).get("reactivate"):
+        return REACTIVATION
+    return None
+
+
+def decide(
+    subscriber: Facts | None,
+    topic: Topic | TopicKind | str,
+    now: datetime,
+    purpose: str | None = None,
+) -> Decision:
+    """Allowed, or Blocked with the stable reason. `now` is the moment of the decision;
+    `purpose` is REACTIVATION for the one mail a closed account may be sent."""
     del now  # no rule depends on time today; the signature keeps the moment explicit
     if subscriber is None:
         return Blocked(UNKNOWN_RECIPIENT)
     marketing = _is_marketing(topic)
-    for rule in RULES:
+    rules = RULES
+    if purpose == REACTIVATION and not marketing:
+        rules = _REACTIVATION_RULES
+    for rule in rules:
         if rule.test(subscriber, marketing):
             return Blocked(rule.reason)
     return ALLOWED

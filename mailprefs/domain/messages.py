@@ -57,7 +57,8 @@ def enqueue(
     campaign.expansion_done = True
     campaign.meta = meta
     facts = gate.load_recipient(session, subscriber.id, topic.id) if subscriber else None
-    decision = gate.decide(facts.facts if facts else None, topic, now)
+    purpose = gate.purpose_of(kind, meta)
+    decision = gate.decide(facts.facts if facts else None, topic, now, purpose)
     delivery = Delivery(
         campaign_id=campaign.id,
         subscriber_id=subscriber.id if subscriber else None,

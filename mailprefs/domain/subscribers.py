@@ -37,6 +37,19 @@ AGE_NAMES = frozenset({"age", "ageyears", "ageinyears"})
 NEVER_AGAIN = {SuppressionReason.ERASED, SuppressionReason.UNDERAGE}
 
 
+class ClosedAccount(Conflict):
+    """The address belongs to a person who closed their account; nothing was changed.
+
+    Raised only after every check of the registration passed, so a caller acting on the
+    person's behalf (the organisation's site) can ask the person to confirm instead
+    (domain/reactivation.py). `topics` are the topics the registration asked for."""
+
+    def __init__(self, detail: str, subscriber: Subscriber, topics: list[Topic]) -> None:
+        super().__init__(detail)
+        self.subscriber = subscriber
+        self.topics = topics
+
+
 @dataclass
 class ConsentRequest:
     topic: str
@@ -157,9 +170,11 @@ def register(
     now = clock.now()
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email_hash == hashed))
     if subscriber is not None and subscriber.status == SubscriberStatus.DEACTIVATED and not reopen:
-        raise Conflict(
+        raise ClosedAccount(
             "this person closed their account; only they can reopen it, by a registration "
-            "they confirm themselves"
+            "they confirm themselves",
+            subscriber,
+            [topic for topic, request in topics if request.action == ConsentAction.OPT_IN],
         )
     created = subscriber is None
     reactivated = False

@@ -12,8 +12,12 @@ from typing import Any
 
 from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 
-PURPOSES = ("unsubscribe", "preferences", "confirm")
+PURPOSES = ("unsubscribe", "preferences", "confirm", "reactivate")
 
+
+# How long the comma-separated topic list of a reactivation link may be (the whole token
+# stays well under the 1024 characters `load` accepts).
+TOPIC_LIST_MAX = 600
 
 _ALPHABET = re.compile(r"[A-Za-z0-9_.\-]+")
 
@@ -52,6 +56,7 @@ class TokenService:
             "unsubscribe": unsubscribe_max_age,
             "preferences": preferences_max_age or unsubscribe_max_age,
             "confirm": confirm_max_age,
+            "reactivate": confirm_max_age,
         }
 
     def make(self, purpose: str, payload: dict[str, Any]) -> str:
@@ -91,3 +96,8 @@ class TokenService:
 
     def confirm(self, subscriber_id: str, topic: str) -> str:
         return self.make("confirm", {"s": subscriber_id, "t": topic})
+
+    def reactivate(self, subscriber_id: str, topics: list[str]) -> str:
+        """The link that lets a person who closed their account reopen it with the
+        topics they asked for (comma-separated slugs; a slug holds no comma)."""
+        return self.make("reactivate", {"s": subscriber_id, "t": ",".join(topics)})

@@ -1,8 +1,9 @@
 """Issue 13 finding 13: a person who closed their account is not brought back by a key.
 
-The policy: whoever opted out entirely must re-register themselves. A registration sent
-with an API key (marketing or ops, bare or with consents) answers 409 and changes
-nothing; the domain reopens an account only for a path that acts for the person."""
+The policy: whoever opted out entirely must re-register themselves. A bare registration
+sent with an API key answers 409 and changes nothing; one with consents answers 202 and
+changes nothing either (it asks the person, tests/api/test_reactivation_request.py); the
+domain reopens an account only for a path that acts for the person."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from tests.support.factories import HASH_KEY, evidence, person
     ids=["bare", "with-consent"],
 )
 def test_a_key_alone_cannot_reactivate_a_closed_account(client, db, role, body):
+    """Bare: 409. With consents: 202 `pending_reactivation`. Either way the account stays
+    closed and no consent event is recorded."""
     with db.transaction() as s:
         closed = person(s, "closed@example.com", opted_in=("offers",))
         subscribers.deactivate(s, closed, evidence("preference_page"))
@@ -33,9 +36,13 @@ def test_a_key_alone_cannot_reactivate_a_closed_account(client, db, role, body):
         json={"email": "closed@example.com", **body},
         headers=bearer(_key(db, role)),
     )
-    assert response.status_code == 409, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    assert "closed" in response.get_json()["detail"]
+    if body:
+        assert response.status_code == 202, response.get_data(as_text=True)
+        assert response.get_json()["status"] == "pending_reactivation"
+    else:
+        assert response.status_code == 409, response.get_data(as_text=True)
+        assert response.mimetype == "application/problem+json"
+        assert "closed" in response.get_json()["detail"]
     with db.session(read_only=True) as s:
         assert s.get(Subscriber, closed_id).status == SubscriberStatus.DEACTIVATED
         assert len(s.scalars(select(ConsentEvent.id)).all()) == events_before

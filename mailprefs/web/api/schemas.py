@@ -109,6 +109,16 @@ class SubscriberOut(BaseModel):
     topics: dict[str, TopicStateName]
 
 
+class ReactivationPendingOut(BaseModel):
+    """A closed account asked to join again: nothing changed until the person confirms."""
+
+    id: str
+    status: Literal["pending_reactivation"] = Field(
+        description="the person is mailed a link to confirm (at most one mail per "
+        "MAILPREFS_REACTIVATION_INTERVAL_HOURS); the account stays closed until they do"
+    )
+
+
 class ConsentChangeOut(SubscriberOut):
     changed: bool = Field(description="false when the person was already in that state")
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import current_app
 
 from mailprefs.delivery.transport import remove_captured_for
-from mailprefs.domain import audit, confirmations, consent, subscribers
+from mailprefs.domain import audit, confirmations, consent, reactivation, subscribers
 from mailprefs.domain.consent import Evidence
 from mailprefs.domain.models import ConsentAction, Subscriber, SubscriberStatus
 from mailprefs.domain.subscribers import ConsentRequest
@@ -17,6 +19,7 @@ from mailprefs.web.api.schemas import (
     ConsentChangeIn,
     ConsentChangeOut,
     ConsentIn,
+    ReactivationPendingOut,
     SubscriberDetail,
     SubscriberExport,
     SubscriberIn,
@@ -56,12 +59,16 @@ def _hash_key() -> str:
     "POST",
     summary="Register a subscriber with consent evidence",
     description="201 when created, 200 when the address was known. A person who closed "
-    "their account (opted out entirely) answers 409: a key alone never reopens it, only "
-    "the person can. An erased address answers 409 and stores "
+    "their account (opted out entirely) is never reopened by a key: registered again with "
+    "consents (they signed up again on your site), it answers 202 with status "
+    "`pending_reactivation`, changes nothing, and mails the person a link to confirm "
+    "(at most one per MAILPREFS_REACTIVATION_INTERVAL_HOURS; never to a suppressed "
+    "address); only their confirmation reopens the account with those consents. "
+    "Without consents it answers 409. An erased address answers 409 and stores "
     "nothing; an intake showing an age under 13 answers 422 and stores nothing.",
     roles=MARKETING_OR_OPS,
     body=SubscriberIn,
-    responses={201: SubscriberOut, 200: SubscriberOut},
+    responses={201: SubscriberOut, 200: SubscriberOut, 202: ReactivationPendingOut},
     errors=(409,),
     tag="subscribers",
     links={
@@ -73,14 +80,32 @@ def _hash_key() -> str:
 )
 def create_subscriber(call: Call):
     body: SubscriberIn = call.body
-    subscriber, created = subscribers.register(
-        call.session,
-        email=body.email,
-        attributes=body.attributes,
-        consents=[ConsentRequest(c.topic, _evidence(call, c)) for c in body.consents],
-        hash_key=_hash_key(),
-        evidence=Evidence(source="api", actor=call.actor),
-    )
+    try:
+        subscriber, created = subscribers.register(
+            call.session,
+            email=body.email,
+            attributes=body.attributes,
+            consents=[ConsentRequest(c.topic, _evidence(call, c)) for c in body.consents],
+            hash_key=_hash_key(),
+            evidence=Evidence(source="api", actor=call.actor),
+        )
+    except subscribers.ClosedAccount as closed:
+        if not closed.topics:
+            raise
+        # Only the person reopens it: ask them (invariant 5); the account is unchanged.
+        hours = current_app.config["MAILPREFS_REACTIVATION_INTERVAL_HOURS"]
+        reactivation.request(
+            call.session,
+            closed.subscriber,
+            closed.topics,
+            actor=call.actor,
+            interval=timedelta(hours=hours),
+        )
+        pending = ReactivationPendingOut(
+            id=closed.subscriber.public_id, status="pending_reactivation"
+        )
+        call.session.commit()
+        return 202, pending
     reply = SubscriberOut(**summary(call, subscriber))
     call.session.commit()
     return (201 if created else 200), reply

@@ -8,10 +8,11 @@ expired or foreign token, or one for a person we no longer know, answers a plain
 
 `common` holds the blueprint and what the pages share; `pages` serves `/u/{token}` and
 `/confirm/{token}`, `center` the preference center, `resubscribe` the button on the
-unsubscribed page. No page module imports another.
+unsubscribed page, `rejoin` the way back into a closed account (`/rejoin/{token}`). No
+page module imports another.
 """
 
-from mailprefs.web.prefs import center, pages, resubscribe  # noqa: F401  (register their routes on bp)
+from mailprefs.web.prefs import center, pages, rejoin, resubscribe  # noqa: F401  (routes on bp)
 from mailprefs.web.prefs.common import bp
 
 __all__ = ["bp"]

@@ -14,7 +14,7 @@ from mailprefs.domain import links
 from mailprefs.domain.consent import Evidence
 from mailprefs.domain.errors import Gone, NotFound
 from mailprefs.domain.models import Subscriber
-from mailprefs.domain.tokens import TokenExpired, TokenInvalid
+from mailprefs.domain.tokens import TOPIC_LIST_MAX, TokenExpired, TokenInvalid
 from mailprefs.extensions import csrf, get_tokens, limiter
 
 bp = Blueprint("prefs", __name__)
@@ -57,7 +57,12 @@ SECURITY_HEADERS = {
 }
 
 # The keys each purpose's payload must hold (all strings); "c" (campaign) is optional.
-REQUIRED_KEYS = {"unsubscribe": ("s", "t"), "preferences": ("s",), "confirm": ("s", "t")}
+REQUIRED_KEYS = {
+    "unsubscribe": ("s", "t"),
+    "preferences": ("s",),
+    "confirm": ("s", "t"),
+    "reactivate": ("s", "t"),
+}
 
 
 class LinkOfTestCopy(NotFound):
@@ -87,7 +92,9 @@ def load_token(purpose: str, token: str) -> dict[str, Any]:
 def checked(purpose: str, payload: dict[str, Any]) -> dict[str, Any]:
     for key in REQUIRED_KEYS[purpose]:
         value = payload.get(key)
-        if not isinstance(value, str) or not 0 < len(value) <= 64:
+        # A reactivation link names a list of topics; every other value is one id.
+        longest = TOPIC_LIST_MAX if (purpose, key) == ("reactivate", "t") else 64
+        if not isinstance(value, str) or not 0 < len(value) <= longest:
             raise TokenInvalid("malformed payload")
     campaign = payload.get("c")
     if campaign is not None and (not isinstance(campaign, str) or len(campaign) > 64):
