@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 
 from mailprefs import clock, create_app
 from mailprefs.domain import apikeys
-from mailprefs.extensions import get_db
+from mailprefs.extensions import get_db, limiter
 from mailprefs.migrate import sync_reference_data, upgrade
 from tests.support import databases
 
@@ -90,6 +90,9 @@ def make_test_app(database_url: str, tmp_path, **overrides) -> Flask:
     }
     config.update(overrides)
     app = create_app(config)
+    # The limiter (and so its memory:// counters) is one per process: each test starts
+    # with none spent, whatever the tests before it did from the same client address.
+    limiter.reset()
     with get_db(app).transaction() as session:
         sync_reference_data(session, app.config)
     return app

@@ -46,6 +46,9 @@ def list_topics(session: Session) -> list[Topic]:
 
 def get_topic(session: Session, slug: str, field: str = "topic") -> Topic:
     """The active topic with this slug, or Invalid naming the field (it is input)."""
+    if not isinstance(slug, str) or "\x00" in slug or len(slug) > 200:
+        # Not a slug at all (PostgreSQL refuses NUL in text before it could say "unknown").
+        raise Invalid.field(field, "not a topic slug")
     topic = session.scalar(select(Topic).where(Topic.slug == slug, Topic.active))
     if topic is None:
         raise Invalid.field(field, f"unknown topic {slug!r}")

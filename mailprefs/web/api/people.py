@@ -169,7 +169,7 @@ def list_subscribers(call: Call):
 
 
 @api.route(
-    "/topics/counts",
+    "/counts/topics",
     "GET",
     summary="How many people, by status and by marketing topic state (numbers only)",
     roles=("marketing", "ops"),
