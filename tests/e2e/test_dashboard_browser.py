@@ -13,36 +13,28 @@ from playwright.sync_api import expect
 
 from mailprefs import clock
 from mailprefs.delivery.worker import Worker
-from mailprefs.domain import campaigns, complaints, suppression, users
+from mailprefs.domain import campaigns, complaints, suppression
 from mailprefs.domain.addresses import address_hash
 from mailprefs.domain.models import SuppressionReason
 from mailprefs.domain.topics import get_topic
+from tests.support.browser import LAPTOP, PHONE, app_config, create_staff, fill_login
 from tests.support.factories import HASH_KEY, evidence, person
 
 EMAIL, PASSWORD = "ops.browser@example.com", "browser-password-1"
-LAPTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 360, "height": 740}
 WAIT_MS = 30_000
 
-
-@pytest.fixture
-def app_config() -> dict:
-    # Served over plain http on 127.0.0.1 in the tests: cookies must not require https.
-    return {"MAILPREFS_BASE_URL": "http://127.0.0.1"}
+__all__ = ["app_config"]  # the shared fixture, taken by importing it
 
 
 @pytest.fixture
 def login_user(db) -> None:
-    with db.transaction() as s:
-        users.create(s, EMAIL, "admin", PASSWORD)
+    create_staff(db, EMAIL, "admin", PASSWORD)
 
 
 def log_in(page, server) -> None:
     page.goto(f"{server}/dashboard/campaigns")
     expect(page).to_have_url(f"{server}/dashboard/login?next=/dashboard/campaigns")
-    page.get_by_label("Email").fill(EMAIL)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    fill_login(page, EMAIL, PASSWORD)
     expect(page).to_have_url(f"{server}/dashboard/campaigns")
 
 
