@@ -6,13 +6,10 @@ import time
 
 from sqlalchemy import func, select
 
-from mailprefs import clock
-from mailprefs.domain import campaigns
 from mailprefs.domain.models import AuditEntry, Subscriber
 from mailprefs.domain.outbox_models import Campaign, Delivery, DeliveryStatus
-from mailprefs.domain.topics import get_topic
 from tests.conftest import bearer
-from tests.support.factories import person
+from tests.support.factories import campaign_due_now, person
 
 # Small limits, so that a test needs tens of people, not thousands.
 LIMITS = {
@@ -26,18 +23,7 @@ def start_campaign(db, addresses: list[str], subject: str = "Spring offers") -> 
     with db.transaction() as s:
         for address in addresses:
             person(s, address, opted_in=("offers",))
-        campaign = campaigns.create(
-            s,
-            topic=get_topic(s, "offers"),
-            subject=subject,
-            text="Hello!",
-            html=None,
-            send_at=None,
-            audience=None,
-            created_by="test",
-        )
-        campaigns.schedule(s, campaign, clock.now(), "test")
-        return campaign.id
+        return campaign_due_now(s, subject=subject, text="Hello!").id
 
 
 def campaign(db, campaign_id: int) -> Campaign:
