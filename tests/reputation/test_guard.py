@@ -22,18 +22,11 @@ from tests.reputation.support import (
     sent_to,
     start_campaign,
 )
-from tests.support.smtp_sink import SmtpSink
 
 
 @pytest.fixture
-def sink():
-    with SmtpSink() as running:
-        yield running
-
-
-@pytest.fixture
-def app_config(sink):
-    return {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": sink.port, **LIMITS}
+def app_config(relay_config):
+    return {**relay_config, **LIMITS}
 
 
 def test_rates_are_hard_bounces_and_complaints_over_delivered(app, client, db, ops_key):
