@@ -16,6 +16,7 @@ from mailprefs.domain import campaigns
 from mailprefs.domain.outbox_models import Campaign, CampaignStatus, Delivery, DeliveryStatus
 from tests.support import processes
 from tests.support.factories import campaign_due_now, person
+from tests.support.processes import wait_until
 from tests.support.smtp_sink import read_maildir
 
 pytestmark = pytest.mark.slow
@@ -30,15 +31,6 @@ def audience(db, count, local="p"):
 
 def received(maildir) -> collections.Counter:
     return collections.Counter(str(m["To"]) for m in read_maildir(maildir))
-
-
-def wait_until(predicate, timeout: float, step: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 def finished(db, campaign_id) -> bool:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from sqlalchemy import func, select
 
 from mailprefs.domain.models import AuditEntry, Subscriber
@@ -77,12 +75,3 @@ def complaint(address: str) -> dict:
 
 def hard_bounce(address: str) -> dict:
     return {"type": "bounce", "bounce": "hard", "email": address, "diagnostic": "550 5.1.1"}
-
-
-def wait_until(predicate, timeout: float, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()

@@ -210,8 +210,8 @@ def test_a_real_worker_process_stops_when_complaints_pause_its_campaign(
     Resumed with a note, it finishes: everyone mailed exactly once."""
     import signal
 
-    from tests.reputation.support import wait_until
     from tests.support import processes
+    from tests.support.processes import wait_until
     from tests.support.smtp_sink import read_maildir, start_sink_process, stop_sink_process
 
     maildir = tmp_path / "received"
