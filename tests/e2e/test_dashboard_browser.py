@@ -5,7 +5,6 @@ and screenshots of every page on a laptop and on a 360 px phone."""
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -17,7 +16,14 @@ from mailprefs.domain import campaigns, complaints, suppression
 from mailprefs.domain.addresses import address_hash
 from mailprefs.domain.models import SuppressionReason
 from mailprefs.domain.topics import get_topic
-from tests.support.browser import LAPTOP, PHONE, app_config, create_staff, fill_login
+from tests.support.browser import (
+    LAPTOP,
+    PHONE,
+    app_config,
+    create_staff,
+    fill_login,
+    worker_running,
+)
 from tests.support.factories import HASH_KEY, evidence, person
 
 EMAIL, PASSWORD = "ops.browser@example.com", "browser-password-1"
@@ -85,28 +91,12 @@ def test_pause_resume_and_watch_a_campaign_reach_sent_without_a_reload(
     page.get_by_role("button", name="Run now").click()
     expect(page.locator('[role="status"]')).to_contain_text("Run now: done")
     page.evaluate("window.__noReload = true")
-    # The scheduler's part (firing due campaigns) and the worker's, as `run-due` does,
-    # a few times a second in a thread while the page polls.
-    worker = Worker(app)
-
-    def work() -> None:
-        for _ in range(300):
-            if worker.stop.is_set():
-                return
-            worker.run_due()
-            worker.stop.wait(0.2)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    try:
+    with worker_running(app):
         expect(page.locator('.progress [data-field="status"]')).to_have_text(
             "sent", timeout=WAIT_MS
         )
         expect(page.locator('.progress [data-field="sent"]')).to_have_text("12")
         expect(page.locator('.progress [data-field="pending"]')).to_have_text("0")
-    finally:
-        worker.stop.set()
-        thread.join(timeout=30)
     assert page.evaluate("window.__noReload === true"), "the page reloaded"
     assert page.locator("figure.chart rect.sent").count() >= 1
     shot("sent")

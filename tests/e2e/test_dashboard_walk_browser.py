@@ -8,8 +8,6 @@ words."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from playwright.sync_api import expect
 
@@ -21,7 +19,7 @@ from mailprefs.scheduling.service import SchedulerService
 from mailprefs.scheduling.view import pause_job
 from tests.conftest import count
 from tests.e2e.test_dashboard_browser import scheduled_campaign
-from tests.support.browser import SIZES, app_config, create_staff, fits
+from tests.support.browser import SIZES, app_config, create_staff, fits, worker_running
 from tests.support.browser import log_in as log_in_as
 from tests.support.factories import evidence, person
 
@@ -55,24 +53,10 @@ def test_campaign_page_drops_pause_when_the_campaign_is_sent_without_a_reload(
     expect(page.get_by_role("button", name="Pause")).to_be_visible()
     shot(f"before-{size}")
     page.evaluate("window.__noReload = true")
-    worker = Worker(app)
-
-    def work() -> None:
-        for _ in range(300):
-            if worker.stop.is_set():
-                return
-            worker.run_due()
-            worker.stop.wait(0.2)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    try:
+    with worker_running(app):
         expect(page.locator('.progress [data-field="status"]')).to_have_text(
             "sent", timeout=WAIT_MS
         )
-    finally:
-        worker.stop.set()
-        thread.join(timeout=30)
     expect(page.get_by_role("button", name="Pause")).to_be_hidden()
     expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
     expect(page.get_by_role("heading", name="Controls")).to_be_hidden()

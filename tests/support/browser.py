@@ -1,14 +1,20 @@
 """What the dashboard's browser tests share: the two screen sizes they look at, serving
-over plain http, a staff account and the login form, and the page-width check.
+over plain http, a staff account and the login form, the page-width check, and a
+worker running while a page polls.
 
 A module takes the `app_config` fixture by importing it (name it in `__all__` so the
 import is not taken for unused)."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
+
 import pytest
 from playwright.sync_api import expect
 
+from mailprefs.delivery.worker import Worker
 from mailprefs.domain import users
 
 SIZES = {"laptop": {"width": 1280, "height": 900}, "phone": {"width": 360, "height": 740}}
@@ -45,3 +51,25 @@ def fits(page, size: dict, what: str | None = None) -> None:
     width = page.evaluate("document.documentElement.scrollWidth")
     where = page.url if what is None else what
     assert width <= size["width"] + 1, f"{where} is {width}px wide at {size['width']}px"
+
+
+@contextlib.contextmanager
+def worker_running(app) -> Iterator[None]:
+    """The scheduler's part (firing due campaigns) and the worker's, as `run-due` does,
+    a few times a second in a thread while the page polls; stopped on leaving."""
+    worker = Worker(app)
+
+    def work() -> None:
+        for _ in range(300):
+            if worker.stop.is_set():
+                return
+            worker.run_due()
+            worker.stop.wait(0.2)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        worker.stop.set()
+        thread.join(timeout=30)
