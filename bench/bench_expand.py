@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -154,18 +151,7 @@ def _bare_postgres(url: str, campaign_id: int, count: int, *, indexed: bool) -> 
 
 def _expand(url: str, workdir: Path) -> tuple[float, float]:
     """Expand in a child process; returns (seconds, peak RSS in MB) of that process."""
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.expand_process"],
-        cwd=fixtures.ROOT,
-        env=fixtures.environment(url, workdir),
-        capture_output=True,
-        text=True,
-        timeout=3600,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"the expansion failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = fixtures.child_process("bench.expand_process", url, workdir, what="expansion")
     if result["fired"] != 1:
         raise RuntimeError(f"the expansion process fired {result['fired']} campaigns, not 1")
     return result["seconds"], result["peak_kb"] / 1024

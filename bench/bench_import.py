@@ -17,10 +17,7 @@ For each database (SQLite, then PostgreSQL where reachable), in a scratch databa
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -276,15 +273,4 @@ def _bare_postgres(url: str, expected: dict[str, int]) -> float:
 
 
 def _child(url: str, workdir: Path, mode: str, *args: str) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.import_process", mode, *args],
-        cwd=fixtures.ROOT,
-        env=fixtures.environment(url, workdir),
-        capture_output=True,
-        text=True,
-        timeout=3600,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"the {mode} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return fixtures.child_process("bench.import_process", url, workdir, mode, *args, what=mode)

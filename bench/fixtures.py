@@ -14,6 +14,7 @@ same audience:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import sqlite3
@@ -121,6 +122,24 @@ def environment(url: str, workdir: Path, *, smtp_port: int | None = None, **extr
         env.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=str(smtp_port))
     env.update(extra)
     return env
+
+
+def child_process(module: str, url: str, workdir: Path, *args: str, what: str) -> dict:
+    """Run `python -m MODULE ARGS` on `url` (a process of its own, so that its time and
+    memory are its own); returns its last output line, parsed as JSON. `what` names it
+    in the error when it fails."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=environment(url, workdir),
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the {what} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def make_app(

@@ -65,18 +65,26 @@ def after_change(
     return None
 
 
+def metas_since(session: Session, subscriber: Subscriber, since: datetime) -> list[dict | None]:
+    """The `meta` of every confirmation-kind mail queued for this person after `since`
+    (what each asks to confirm: a topic, or joining again)."""
+    return list(
+        session.scalars(
+            select(Campaign.meta)
+            .join(Delivery, Delivery.campaign_id == Campaign.id)
+            .where(
+                Delivery.subscriber_id == subscriber.id,
+                Campaign.kind == CampaignKind.CONFIRMATION,
+                Campaign.created_at > since,
+            )
+        )
+    )
+
+
 def requested_since(
     session: Session, subscriber: Subscriber, topic: Topic, since: datetime
 ) -> bool:
     """Whether a confirmation mail for `topic` was queued for this person after `since`
     (so a "send me a new link" button cannot be used to flood a mailbox)."""
-    metas = session.scalars(
-        select(Campaign.meta)
-        .join(Delivery, Delivery.campaign_id == Campaign.id)
-        .where(
-            Delivery.subscriber_id == subscriber.id,
-            Campaign.kind == CampaignKind.CONFIRMATION,
-            Campaign.created_at > since,
-        )
-    )
+    metas = metas_since(session, subscriber, since)
     return any((meta or {}).get("confirm_topic") == topic.slug for meta in metas)

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailprefs import clock
-from mailprefs.domain import audit, consent, messages, subscribers
+from mailprefs.domain import audit, confirmations, consent, messages, subscribers
 from mailprefs.domain.consent import Evidence
 from mailprefs.domain.errors import Invalid
 from mailprefs.domain.models import (
@@ -29,7 +29,7 @@ from mailprefs.domain.models import (
     TopicKind,
     TopicState,
 )
-from mailprefs.domain.outbox_models import Campaign, CampaignKind, Delivery
+from mailprefs.domain.outbox_models import Campaign, CampaignKind
 from mailprefs.domain.tokens import TOPIC_LIST_MAX
 from mailprefs.domain.topics import get_topic
 
@@ -99,15 +99,7 @@ def request(
 
 def requested_since(session: Session, subscriber: Subscriber, since: datetime) -> bool:
     """Whether a request to join again was queued for this person after `since`."""
-    metas = session.scalars(
-        select(Campaign.meta)
-        .join(Delivery, Delivery.campaign_id == Campaign.id)
-        .where(
-            Delivery.subscriber_id == subscriber.id,
-            Campaign.kind == CampaignKind.CONFIRMATION,
-            Campaign.created_at > since,
-        )
-    )
+    metas = confirmations.metas_since(session, subscriber, since)
     return any((meta or {}).get("reactivate") for meta in metas)
 
 

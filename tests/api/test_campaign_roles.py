@@ -13,7 +13,6 @@ from mailprefs.domain import users
 from mailprefs.domain.models import AuditEntry
 from mailprefs.domain.outbox_models import Campaign
 from tests.conftest import _key, bearer
-from tests.support.smtp_sink import SmtpSink
 
 TOPIC = {"marketing": "offers", "administrative": "account"}
 
@@ -36,14 +35,8 @@ def may(role: str, kind: str) -> bool:
 
 
 @pytest.fixture
-def sink():
-    with SmtpSink() as running:
-        yield running
-
-
-@pytest.fixture
-def app_config(sink):
-    return {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": sink.port}
+def app_config(relay_config):
+    return relay_config
 
 
 def _campaign_in(client, ops_key, kind: str, status: str) -> str:

@@ -13,20 +13,13 @@ from mailprefs.domain.models import ConsentEvent, Subscriber
 from mailprefs.domain.outbox_models import Campaign
 from tests.conftest import bearer, count
 from tests.support.factories import evidence, person
-from tests.support.smtp_sink import SmtpSink
 
 NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"]
 
 
 @pytest.fixture
-def sink():
-    with SmtpSink() as running:
-        yield running
-
-
-@pytest.fixture
-def app_config(sink):
-    return {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": sink.port}
+def app_config(relay_config):
+    return relay_config
 
 
 @pytest.mark.parametrize("number", NON_FINITE)

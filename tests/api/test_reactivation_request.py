@@ -30,7 +30,6 @@ from mailprefs.domain.models import (
 from mailprefs.domain.outbox_models import Campaign, CampaignKind, Delivery, DeliveryStatus
 from tests.conftest import bearer
 from tests.support.factories import HASH_KEY, evidence, person
-from tests.support.smtp_sink import SmtpSink
 
 ADDRESS = "closed@example.com"
 SIGNUP = {
@@ -43,14 +42,8 @@ SIGNUP = {
 
 
 @pytest.fixture
-def sink():
-    with SmtpSink() as running:
-        yield running
-
-
-@pytest.fixture
-def app_config(sink):
-    return {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": sink.port}
+def app_config(relay_config):
+    return relay_config
 
 
 @pytest.fixture

@@ -3,12 +3,9 @@ directly rather than in its sandboxed frame, can submit no form and refresh nowh
 
 from __future__ import annotations
 
-from mailprefs import clock
 from mailprefs.delivery.transport import captured_files
 from mailprefs.delivery.worker import Worker
-from mailprefs.domain import campaigns
-from mailprefs.domain.topics import get_topic
-from tests.support.factories import person
+from tests.support.factories import campaign_due_now, person
 
 HOSTILE = (
     '<meta http-equiv="refresh" content="0;url=https://evil.example/">'
@@ -21,17 +18,7 @@ HOSTILE = (
 def test_captured_html_opened_directly_allows_no_form_and_no_refresh(app, db, ops_client):
     with db.transaction() as s:
         person(s, "reader@example.com", opted_in=("offers",))
-        campaign = campaigns.create(
-            s,
-            topic=get_topic(s, "offers"),
-            subject="S",
-            text="T",
-            html=HOSTILE,
-            send_at=None,
-            audience=None,
-            created_by="test",
-        )
-        campaigns.schedule(s, campaign, clock.now(), "test")
+        campaign_due_now(s, subject="S", text="T", html=HOSTILE)
     Worker(app).run_due()
     (path,) = captured_files(app.config["MAILPREFS_MAIL_CAPTURE_DIR"])
     reply = ops_client.get(f"/dashboard/mail/{path.name}/html")

@@ -43,6 +43,16 @@ def message_id_of(db, public_id: str, person_id: str) -> str:
         )
 
 
+def hard_bounce(db, public_id: str, ids: dict[str, str], name: str = "bob") -> bounces.Event:
+    """A hard bounce of `name`'s message from this campaign."""
+    message_id = message_id_of(db, public_id, ids[name])
+    return bounces.Event("bounce", f"{name}@example.com", bounce="hard", message_id=message_id)
+
+
+def ingest(s, events: list[bounces.Event]) -> None:
+    bounces.ingest(s, events, hash_key=HASH_KEY, thresholds=bounces.Thresholds(3, 7), actor="test")
+
+
 def test_a_campaigns_results_attribute_bounces_complaints_and_unsubscribes(
     app, db, client, ops_client
 ):
@@ -51,26 +61,13 @@ def test_a_campaigns_results_attribute_bounces_complaints_and_unsubscribes(
     others were not sent is in words."""
     public_id, ids = sent_campaign(app, db)
     with db.transaction() as s:
-        bounces.ingest(
-            s,
-            [
-                bounces.Event(
-                    "bounce",
-                    "bob@example.com",
-                    bounce="hard",
-                    message_id=message_id_of(db, public_id, ids["bob"]),
-                ),
-                bounces.Event(
-                    "complaint",
-                    "cat@example.com",
-                    source="arf",
-                    message_id=message_id_of(db, public_id, ids["cat"]),
-                ),
-            ],
-            hash_key=HASH_KEY,
-            thresholds=bounces.Thresholds(3, 7),
-            actor="test",
+        complaint = bounces.Event(
+            "complaint",
+            "cat@example.com",
+            source="arf",
+            message_id=message_id_of(db, public_id, ids["cat"]),
         )
+        ingest(s, [hard_bounce(db, public_id, ids), complaint])
     token = get_tokens().unsubscribe(ids["ann"], "offers", public_id)
     assert client.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"}).status_code == 200
     with db.session(read_only=True) as s:
@@ -95,20 +92,7 @@ def test_the_overview_counts_people_opt_outs_streams_and_the_queue(app, db, ops_
         subscribers.deactivate(
             s, subscribers.find_by_public_id(s, ids["dan"]), Evidence(source="preference_page")
         )
-        bounces.ingest(
-            s,
-            [
-                bounces.Event(
-                    "bounce",
-                    "bob@example.com",
-                    bounce="hard",
-                    message_id=message_id_of(db, public_id, ids["bob"]),
-                )
-            ],
-            hash_key=HASH_KEY,
-            thresholds=bounces.Thresholds(3, 7),
-            actor="test",
-        )
+        ingest(s, [hard_bounce(db, public_id, ids)])
     campaign(db, in_minutes=60)  # scheduled later: nothing queued yet
     with db.session(read_only=True) as s:
         data = overview(s)

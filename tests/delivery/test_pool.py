@@ -16,7 +16,7 @@ from mailprefs.domain import campaigns, consent
 from mailprefs.domain.outbox_models import Campaign, Delivery, DeliveryStatus
 from mailprefs.domain.subscribers import find_by_address
 from mailprefs.domain.topics import get_topic
-from tests.support.factories import evidence, person
+from tests.support.factories import campaign_due_now, evidence, person
 from tests.support.smtp_sink import SmtpSink
 
 
@@ -52,18 +52,7 @@ def audience(db, addresses) -> int:
     with db.transaction() as s:
         for address in addresses:
             person(s, address, opted_in=("offers",))
-        campaign = campaigns.create(
-            s,
-            topic=get_topic(s, "offers"),
-            subject="Hello",
-            text="Hi!",
-            html=None,
-            send_at=None,
-            audience=None,
-            created_by="test",
-        )
-        campaigns.schedule(s, campaign, clock.now(), "test")
-        return campaign.id
+        return campaign_due_now(s).id
 
 
 def people(count: int, domain: str = "example.com", local: str = "p") -> list[str]:

@@ -14,9 +14,9 @@ from sqlalchemy import func, select
 from mailprefs import clock
 from mailprefs.domain import campaigns
 from mailprefs.domain.outbox_models import Campaign, CampaignStatus, Delivery, DeliveryStatus
-from mailprefs.domain.topics import get_topic
 from tests.support import processes
-from tests.support.factories import person
+from tests.support.factories import campaign_due_now, person
+from tests.support.processes import wait_until
 from tests.support.smtp_sink import read_maildir
 
 pytestmark = pytest.mark.slow
@@ -26,31 +26,11 @@ def audience(db, count, local="p"):
     with db.transaction() as s:
         for i in range(count):
             person(s, f"{local}{i:04d}@example.com", opted_in=("offers",))
-        campaign = campaigns.create(
-            s,
-            topic=get_topic(s, "offers"),
-            subject="Hello",
-            text="Hi!",
-            html=None,
-            send_at=None,
-            audience=None,
-            created_by="test",
-        )
-        campaigns.schedule(s, campaign, clock.now(), "test")
-        return campaign.id
+        return campaign_due_now(s).id
 
 
 def received(maildir) -> collections.Counter:
     return collections.Counter(str(m["To"]) for m in read_maildir(maildir))
-
-
-def wait_until(predicate, timeout: float, step: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 def finished(db, campaign_id) -> bool:

@@ -19,10 +19,10 @@ from mailprefs.domain.topics import get_topic
 from mailprefs.extensions import get_db
 from mailprefs.migrate import upgrade
 from tests.conftest import make_test_app
-from tests.delivery.test_processes import wait_until
 from tests.support import processes
 from tests.support.factories import person, started_campaign
 from tests.support.private_postgres import PrivateCluster
+from tests.support.processes import wait_until
 from tests.support.smtp_sink import read_maildir
 
 pytestmark = pytest.mark.slow

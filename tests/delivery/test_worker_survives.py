@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from mailprefs.delivery.worker import Worker
 from mailprefs.domain.outbox_models import Delivery, DeliveryStatus
-from tests.delivery.test_processes import wait_until
 from tests.support.factories import person, started_campaign
+from tests.support.processes import wait_until
 
 
 @pytest.fixture

@@ -8,15 +8,8 @@ import pyotp
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.test_dashboard_walk_browser import (
-    EMAIL,
-    PASSWORD,
-    SIZES,
-    admin,
-    app_config,
-    fits,
-    log_in,
-)
+from tests.e2e.test_dashboard_walk_browser import EMAIL, PASSWORD, admin, log_in
+from tests.support.browser import SIZES, app_config, fill_login, fits
 
 __all__ = ["admin", "app_config"]  # fixtures shared with the walk's tests
 
@@ -37,9 +30,7 @@ def test_two_factor_login_and_sessions_from_the_account_page(page, server, shot,
     fits(page, SIZES[size])
     shot(f"codes-{size}")
     page.get_by_role("button", name="Log out").first.click()
-    page.get_by_label("Email").fill(EMAIL)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    fill_login(page, EMAIL, PASSWORD)
     expect(page.locator("main h1")).to_have_text("One more step")
     fits(page, SIZES[size])
     shot(f"second-step-{size}")

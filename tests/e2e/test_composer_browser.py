@@ -10,7 +10,8 @@ from playwright.sync_api import expect
 
 from mailprefs.delivery.transport import captured_files
 from mailprefs.delivery.worker import Worker
-from tests.e2e.test_dashboard_walk_browser import EMAIL, SIZES, admin, app_config, fits, log_in
+from tests.e2e.test_dashboard_walk_browser import EMAIL, admin, log_in
+from tests.support.browser import SIZES, app_config, fits
 from tests.support.factories import person
 
 __all__ = ["admin", "app_config"]  # fixtures shared with the walk's tests

@@ -5,7 +5,6 @@ and screenshots of every page on a laptop and on a 360 px phone."""
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -13,36 +12,35 @@ from playwright.sync_api import expect
 
 from mailprefs import clock
 from mailprefs.delivery.worker import Worker
-from mailprefs.domain import campaigns, complaints, suppression, users
+from mailprefs.domain import campaigns, complaints, suppression
 from mailprefs.domain.addresses import address_hash
 from mailprefs.domain.models import SuppressionReason
 from mailprefs.domain.topics import get_topic
+from tests.support.browser import (
+    LAPTOP,
+    PHONE,
+    app_config,
+    create_staff,
+    fill_login,
+    worker_running,
+)
 from tests.support.factories import HASH_KEY, evidence, person
 
 EMAIL, PASSWORD = "ops.browser@example.com", "browser-password-1"
-LAPTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 360, "height": 740}
 WAIT_MS = 30_000
 
-
-@pytest.fixture
-def app_config() -> dict:
-    # Served over plain http on 127.0.0.1 in the tests: cookies must not require https.
-    return {"MAILPREFS_BASE_URL": "http://127.0.0.1"}
+__all__ = ["app_config"]  # the shared fixture, taken by importing it
 
 
 @pytest.fixture
 def login_user(db) -> None:
-    with db.transaction() as s:
-        users.create(s, EMAIL, "admin", PASSWORD)
+    create_staff(db, EMAIL, "admin", PASSWORD)
 
 
 def log_in(page, server) -> None:
     page.goto(f"{server}/dashboard/campaigns")
     expect(page).to_have_url(f"{server}/dashboard/login?next=/dashboard/campaigns")
-    page.get_by_label("Email").fill(EMAIL)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    fill_login(page, EMAIL, PASSWORD)
     expect(page).to_have_url(f"{server}/dashboard/campaigns")
 
 
@@ -93,28 +91,12 @@ def test_pause_resume_and_watch_a_campaign_reach_sent_without_a_reload(
     page.get_by_role("button", name="Run now").click()
     expect(page.locator('[role="status"]')).to_contain_text("Run now: done")
     page.evaluate("window.__noReload = true")
-    # The scheduler's part (firing due campaigns) and the worker's, as `run-due` does,
-    # a few times a second in a thread while the page polls.
-    worker = Worker(app)
-
-    def work() -> None:
-        for _ in range(300):
-            if worker.stop.is_set():
-                return
-            worker.run_due()
-            worker.stop.wait(0.2)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    try:
+    with worker_running(app):
         expect(page.locator('.progress [data-field="status"]')).to_have_text(
             "sent", timeout=WAIT_MS
         )
         expect(page.locator('.progress [data-field="sent"]')).to_have_text("12")
         expect(page.locator('.progress [data-field="pending"]')).to_have_text("0")
-    finally:
-        worker.stop.set()
-        thread.join(timeout=30)
     assert page.evaluate("window.__noReload === true"), "the page reloaded"
     assert page.locator("figure.chart rect.sent").count() >= 1
     shot("sent")

@@ -12,40 +12,26 @@ import pytest
 from playwright.sync_api import expect
 
 from mailprefs import clock
-from mailprefs.domain import campaigns, consent, subscribers, suppression, users
+from mailprefs.domain import campaigns, consent, subscribers, suppression
 from mailprefs.domain.models import SuppressionReason
 from mailprefs.domain.topics import get_topic
 from mailprefs.scheduling.service import SchedulerService
+from tests.support.browser import LAPTOP, PHONE, app_config, create_staff, fits
+from tests.support.browser import log_in as log_in_as
 from tests.support.factories import evidence, person
 
 EMAIL, PASSWORD = "ops.jobs@example.com", "jobs-password-12"
-LAPTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 360, "height": 740}
 
-
-@pytest.fixture
-def app_config() -> dict:
-    # Served over plain http on 127.0.0.1 in the tests: cookies must not require https.
-    return {"MAILPREFS_BASE_URL": "http://127.0.0.1"}
+__all__ = ["app_config"]  # the shared fixture, taken by importing it
 
 
 @pytest.fixture
 def ops_login(db) -> None:
-    with db.transaction() as s:
-        users.create(s, EMAIL, "ops", PASSWORD)
+    create_staff(db, EMAIL, "ops", PASSWORD)
 
 
 def log_in(page, server) -> None:
-    page.goto(f"{server}/dashboard/login")
-    page.get_by_label("Email").fill(EMAIL)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(f"{server}/dashboard/campaigns")
-
-
-def no_overflow(page, size: dict, what: str) -> None:
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= size["width"] + 1, f"{what} is {width}px wide at {size['width']}px"
+    log_in_as(page, server, EMAIL, PASSWORD)
 
 
 def scheduled_campaign(db, subject: str) -> str:
@@ -85,7 +71,7 @@ def test_see_jobs_with_next_run_then_pause_and_resume_a_campaign_from_the_jobs_p
         recurring = page.locator(f'tr[data-job="{job_id}"]')
         expect(recurring.locator('[data-field="state"]')).to_have_text("scheduled")
         expect(recurring.locator('[data-field="next-run"] time')).to_be_visible()
-    no_overflow(page, LAPTOP, "jobs")
+    fits(page, LAPTOP, "jobs")
     shot("jobs-laptop")
 
     row.get_by_role("button", name="Pause: Spring offers").click()
@@ -101,7 +87,7 @@ def test_see_jobs_with_next_run_then_pause_and_resume_a_campaign_from_the_jobs_p
     page.set_viewport_size(PHONE)
     page.reload()
     expect(page.locator("h1")).to_have_text("Scheduled jobs")
-    no_overflow(page, PHONE, "jobs")
+    fits(page, PHONE, "jobs")
     shot("jobs-phone")
 
 
@@ -126,7 +112,7 @@ def test_announce_a_policy_change_see_its_counts_confirm_and_find_it_listed(
         page.set_viewport_size(size)
         page.goto(f"{server}/dashboard/policies")
         expect(page.locator("h1")).to_have_text("Policy announcements")
-        no_overflow(page, size, "policies")
+        fits(page, size, "policies")
         shot(f"policies-{size_name}")
 
     page.set_viewport_size(LAPTOP)
@@ -142,10 +128,10 @@ def test_announce_a_policy_change_see_its_counts_confirm_and_find_it_listed(
     expect(page.locator('[data-count="blocked"]')).to_have_text("2")
     expect(page.locator('[data-blocked="deactivated"]')).to_have_text("1")
     expect(page.locator('[data-blocked="suppressed_bounce"]')).to_have_text("1")
-    no_overflow(page, LAPTOP, "preview")
+    fits(page, LAPTOP, "preview")
     shot("preview-laptop")
     page.set_viewport_size(PHONE)
-    no_overflow(page, PHONE, "preview")
+    fits(page, PHONE, "preview")
     shot("preview-phone")
 
     page.get_by_role("button", name="Confirm: announce to 4 people").click()
@@ -155,7 +141,7 @@ def test_announce_a_policy_change_see_its_counts_confirm_and_find_it_listed(
     expect(row).to_contain_text("Shorter log retention")
     expect(row.locator('[data-field="status"]')).to_have_text("scheduled")
     expect(row.get_by_role("link", name="Progress of the notice")).to_be_visible()
-    no_overflow(page, PHONE, "policies after announcing")
+    fits(page, PHONE, "policies after announcing")
     shot("announced-phone")
     page.set_viewport_size(LAPTOP)
     shot("announced-laptop")

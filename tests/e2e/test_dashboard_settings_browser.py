@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.test_dashboard_walk_browser import SIZES, admin, app_config, fits, log_in
+from tests.e2e.test_dashboard_walk_browser import admin, log_in
+from tests.support.browser import SIZES, app_config, fits
 
 __all__ = ["admin", "app_config"]  # fixtures shared with the walk's tests
 

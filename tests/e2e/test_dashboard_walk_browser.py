@@ -8,50 +8,34 @@ words."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from playwright.sync_api import expect
 
 from mailprefs import clock
 from mailprefs.delivery.worker import Worker
-from mailprefs.domain import apikeys, campaigns, complaints, users
+from mailprefs.domain import apikeys, campaigns, complaints
 from mailprefs.domain.models import ApiKey
 from mailprefs.scheduling.service import SchedulerService
 from mailprefs.scheduling.view import pause_job
 from tests.conftest import count
 from tests.e2e.test_dashboard_browser import scheduled_campaign
+from tests.support.browser import SIZES, app_config, create_staff, fits, worker_running
+from tests.support.browser import log_in as log_in_as
 from tests.support.factories import evidence, person
 
 EMAIL, PASSWORD = "walk.admin@example.com", "walk-password-123"
-SIZES = {"laptop": {"width": 1280, "height": 900}, "phone": {"width": 360, "height": 740}}
 WAIT_MS = 30_000
 
-
-@pytest.fixture
-def app_config() -> dict:
-    # Served over plain http on 127.0.0.1 in the tests: cookies must not require https.
-    return {"MAILPREFS_BASE_URL": "http://127.0.0.1"}
+__all__ = ["app_config"]  # the shared fixture, taken by importing it
 
 
 @pytest.fixture
 def admin(db) -> None:
-    with db.transaction() as s:
-        users.create(s, EMAIL, "admin", PASSWORD)
+    create_staff(db, EMAIL, "admin", PASSWORD)
 
 
 def log_in(page, server) -> None:
-    page.goto(f"{server}/dashboard/login")
-    page.get_by_label("Email").fill(EMAIL)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(f"{server}/dashboard/campaigns")
-
-
-def fits(page, size: dict) -> None:
-    """Nothing wider than the screen (tables scroll inside their own box)."""
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= size["width"] + 1, f"{page.url} is {width}px wide"
+    log_in_as(page, server, EMAIL, PASSWORD)
 
 
 @pytest.mark.parametrize("size", ["laptop", "phone"])
@@ -69,24 +53,10 @@ def test_campaign_page_drops_pause_when_the_campaign_is_sent_without_a_reload(
     expect(page.get_by_role("button", name="Pause")).to_be_visible()
     shot(f"before-{size}")
     page.evaluate("window.__noReload = true")
-    worker = Worker(app)
-
-    def work() -> None:
-        for _ in range(300):
-            if worker.stop.is_set():
-                return
-            worker.run_due()
-            worker.stop.wait(0.2)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    try:
+    with worker_running(app):
         expect(page.locator('.progress [data-field="status"]')).to_have_text(
             "sent", timeout=WAIT_MS
         )
-    finally:
-        worker.stop.set()
-        thread.join(timeout=30)
     expect(page.get_by_role("button", name="Pause")).to_be_hidden()
     expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
     expect(page.get_by_role("heading", name="Controls")).to_be_hidden()

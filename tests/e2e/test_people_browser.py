@@ -13,13 +13,11 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from mailprefs.delivery.worker import Worker
-from mailprefs.domain import users
 from mailprefs.domain.models import AuditEntry, Subscriber
+from tests.support.browser import LAPTOP, PHONE, create_staff, fill_login
 from tests.support.factories import person
 
 EMAIL, PASSWORD = "ops.people@example.com", "browser-password-2"
-LAPTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 360, "height": 740}
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "subscribers.csv"
 WAIT_MS = 30_000
 
@@ -31,12 +29,9 @@ def app_config(tmp_path) -> dict:
 
 @pytest.fixture
 def logged_in(page, server, db):
-    with db.transaction() as s:
-        users.create(s, EMAIL, "ops", PASSWORD)
+    create_staff(db, EMAIL, "ops", PASSWORD)
     page.goto(f"{server}/dashboard/imports")
-    page.get_by_label("Email").fill(EMAIL)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    fill_login(page, EMAIL, PASSWORD)
     expect(page).to_have_url(f"{server}/dashboard/imports")
     return page
 

@@ -7,9 +7,10 @@ import pytest
 from playwright.sync_api import expect
 
 from mailprefs.delivery.worker import Worker
-from mailprefs.domain import bounces, reputation, users
+from mailprefs.domain import bounces, reputation
 from mailprefs.domain.outbox_models import Campaign, CampaignStatus
 from tests.reputation.support import LIMITS, campaign, start_campaign
+from tests.support.browser import create_staff, fill_login
 from tests.support.factories import HASH_KEY
 
 EMAIL, PASSWORD = "ops.guard@example.com", "guard-password-1"
@@ -42,12 +43,9 @@ def paused_by_complaints(app, db) -> str:
 
 def test_banner_rates_chart_and_resume_with_a_note(app, db, page, server, shot):
     public_id = paused_by_complaints(app, db)
-    with db.transaction() as s:
-        users.create(s, EMAIL, "ops", PASSWORD)
+    create_staff(db, EMAIL, "ops", PASSWORD)
     page.goto(f"{server}/dashboard/login")
-    page.get_by_label("Email").fill(EMAIL)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    fill_login(page, EMAIL, PASSWORD)
 
     banner = page.locator(f'.guard-banner[data-guard="{public_id}"]')
     expect(banner).to_contain_text("Paused by the reputation guard")

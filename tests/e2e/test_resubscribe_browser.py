@@ -8,8 +8,8 @@ import pytest
 from playwright.sync_api import expect
 
 from mailprefs.extensions import get_tokens
-from tests.e2e.test_dashboard_walk_browser import SIZES, app_config, fits
 from tests.prefs.support import make_person, states_of
+from tests.support.browser import SIZES, app_config, fits
 
 __all__ = ["app_config"]
 

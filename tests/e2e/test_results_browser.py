@@ -7,10 +7,9 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from mailprefs.domain import bounces
-from tests.dashboard.test_results import message_id_of, sent_campaign
-from tests.e2e.test_dashboard_walk_browser import SIZES, admin, app_config, fits, log_in
-from tests.support.factories import HASH_KEY
+from tests.dashboard.test_results import hard_bounce, ingest, sent_campaign
+from tests.e2e.test_dashboard_walk_browser import admin, log_in
+from tests.support.browser import SIZES, app_config, fits
 
 __all__ = ["admin", "app_config"]  # fixtures shared with the walk's tests
 
@@ -22,20 +21,7 @@ def test_results_and_overview_on_screen(app, db, page, server, shot, admin, size
     page.set_viewport_size(SIZES[size])
     public_id, ids = sent_campaign(app, db)
     with db.transaction() as s:
-        bounces.ingest(
-            s,
-            [
-                bounces.Event(
-                    "bounce",
-                    "bob@example.com",
-                    bounce="hard",
-                    message_id=message_id_of(db, public_id, ids["bob"]),
-                )
-            ],
-            hash_key=HASH_KEY,
-            thresholds=bounces.Thresholds(3, 7),
-            actor="test",
-        )
+        ingest(s, [hard_bounce(db, public_id, ids)])
     log_in(page, server)
     page.get_by_role("navigation", name="Dashboard").get_by_role("link", name="Overview").click()
     expect(page.locator("main h1")).to_have_text("Overview")

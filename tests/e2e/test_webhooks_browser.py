@@ -10,6 +10,7 @@ from sqlalchemy import select
 from mailprefs.domain import links, users
 from mailprefs.domain.models import AuditEntry
 from mailprefs.domain.webhook_models import WebhookDelivery, WebhookDeliveryStatus
+from tests.support.browser import fill_login
 from tests.support.factories import evidence, person
 from tests.support.webhook_receiver import start_receiver, stop_receiver
 from tests.webhooks.conftest import Receiver, register, sender
@@ -46,9 +47,7 @@ def test_webhooks_page_lists_a_failure_and_replays_it(
         delivery_id = row.id
 
     page.goto(f"{server}/dashboard/login")
-    page.get_by_label("Email").fill(EMAIL)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    fill_login(page, EMAIL, PASSWORD)
     page.get_by_role("link", name="Webhooks").click()
     expect(page.locator(f'tr[data-endpoint="{hook["id"]}"]')).to_contain_text(receiver.url)
     failed = page.locator(f'table[data-table="failed"] tr[data-delivery="{delivery_id}"]')

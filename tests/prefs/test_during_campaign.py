@@ -9,13 +9,11 @@ import email.policy
 import pytest
 from sqlalchemy import select
 
-from mailprefs import clock
 from mailprefs.delivery.transport import SMTPTransport
 from mailprefs.delivery.worker import Worker
-from mailprefs.domain import campaigns
 from mailprefs.domain.outbox_models import Delivery, DeliveryStatus
-from mailprefs.domain.topics import get_topic
 from tests.prefs.support import ONE_CLICK, events_of, make_person, path_of
+from tests.support.factories import campaign_due_now
 
 VICTIM = "p09@example.com"
 
@@ -27,18 +25,7 @@ def app_config(sink):
 
 def start_campaign(db, subject: str) -> int:
     with db.transaction() as s:
-        campaign = campaigns.create(
-            s,
-            topic=get_topic(s, "offers"),
-            subject=subject,
-            text="Hello!",
-            html=None,
-            send_at=None,
-            audience=None,
-            created_by="test",
-        )
-        campaigns.schedule(s, campaign, clock.now(), "test")
-        return campaign.id
+        return campaign_due_now(s, subject=subject, text="Hello!").id
 
 
 def received(sink, subject: str) -> list[str]:

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 from sqlalchemy import func, select
 
-from mailprefs import clock
-from mailprefs.domain import campaigns
 from mailprefs.domain.models import AuditEntry, Subscriber
 from mailprefs.domain.outbox_models import Campaign, Delivery, DeliveryStatus
-from mailprefs.domain.topics import get_topic
 from tests.conftest import bearer
-from tests.support.factories import person
+from tests.support.factories import campaign_due_now, person
 
 # Small limits, so that a test needs tens of people, not thousands.
 LIMITS = {
@@ -26,18 +21,7 @@ def start_campaign(db, addresses: list[str], subject: str = "Spring offers") -> 
     with db.transaction() as s:
         for address in addresses:
             person(s, address, opted_in=("offers",))
-        campaign = campaigns.create(
-            s,
-            topic=get_topic(s, "offers"),
-            subject=subject,
-            text="Hello!",
-            html=None,
-            send_at=None,
-            audience=None,
-            created_by="test",
-        )
-        campaigns.schedule(s, campaign, clock.now(), "test")
-        return campaign.id
+        return campaign_due_now(s, subject=subject, text="Hello!").id
 
 
 def campaign(db, campaign_id: int) -> Campaign:
@@ -91,12 +75,3 @@ def complaint(address: str) -> dict:
 
 def hard_bounce(address: str) -> dict:
     return {"type": "bounce", "bounce": "hard", "email": address, "diagnostic": "550 5.1.1"}
-
-
-def wait_until(predicate, timeout: float, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()

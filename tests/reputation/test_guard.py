@@ -22,18 +22,11 @@ from tests.reputation.support import (
     sent_to,
     start_campaign,
 )
-from tests.support.smtp_sink import SmtpSink
 
 
 @pytest.fixture
-def sink():
-    with SmtpSink() as running:
-        yield running
-
-
-@pytest.fixture
-def app_config(sink):
-    return {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": sink.port, **LIMITS}
+def app_config(relay_config):
+    return {**relay_config, **LIMITS}
 
 
 def test_rates_are_hard_bounces_and_complaints_over_delivered(app, client, db, ops_key):
@@ -217,8 +210,8 @@ def test_a_real_worker_process_stops_when_complaints_pause_its_campaign(
     Resumed with a note, it finishes: everyone mailed exactly once."""
     import signal
 
-    from tests.reputation.support import wait_until
     from tests.support import processes
+    from tests.support.processes import wait_until
     from tests.support.smtp_sink import read_maildir, start_sink_process, stop_sink_process
 
     maildir = tmp_path / "received"

@@ -24,7 +24,6 @@ from tests.reputation.support import start_campaign
 from tests.reputation.test_verp_feedback import BOUNCE_DOMAIN, DSN
 from tests.support import dovecot as dovecot_support
 from tests.support.factories import HASH_KEY
-from tests.support.smtp_sink import SmtpSink
 
 SAMPLES = Path(__file__).resolve().parents[1] / "bounces" / "samples"
 ASIDE = "mailprefs-unprocessed"
@@ -39,12 +38,6 @@ def imap_server():
         pytest.skip("dovecot-imapd is not installed")
     with dovecot_support.Dovecot() as server:
         yield server
-
-
-@pytest.fixture
-def sink():
-    with SmtpSink() as running:
-        yield running
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from tests.conftest import bearer
 from tests.reputation.support import start_campaign
 from tests.support import mail
 from tests.support.factories import HASH_KEY
-from tests.support.smtp_sink import SmtpSink
 
 BOUNCE_DOMAIN = "bounces.example.test"
 
@@ -49,12 +48,6 @@ Status: 5.1.1
 
 --b1--
 """
-
-
-@pytest.fixture
-def sink():
-    with SmtpSink() as running:
-        yield running
 
 
 @pytest.fixture

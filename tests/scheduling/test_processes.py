@@ -24,6 +24,7 @@ from mailprefs.domain.topics import get_topic
 from mailprefs.scheduling import view
 from tests.support import processes
 from tests.support.factories import HASH_KEY, evidence, person
+from tests.support.processes import wait_until
 from tests.support.smtp_sink import read_maildir
 
 pytestmark = pytest.mark.slow
@@ -53,15 +54,6 @@ def started(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
-
-
-def wait_until(predicate, timeout: float, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 def says(log: Path, text: str) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -13,6 +13,9 @@ from mailprefs.domain.consent import Evidence
 from mailprefs.domain.models import Subscriber
 from mailprefs.domain.subscribers import ConsentRequest
 from mailprefs.domain.topics import get_topic
+
+if TYPE_CHECKING:
+    from mailprefs.domain.outbox_models import Campaign
 
 HASH_KEY = "test-hash-key"
 NOTICE_SETTINGS = policies.NoticeSettings(
@@ -67,6 +70,33 @@ def person(
     return subscriber
 
 
+def campaign_due_now(
+    session: Session,
+    *,
+    subject: str = "Hello",
+    text: str = "Hi!",
+    html: str | None = None,
+    topic: str = "offers",
+) -> Campaign:
+    """A campaign on `topic` to everyone opted in, scheduled for now: the worker's next
+    pass fires and sends it."""
+    from mailprefs import clock
+    from mailprefs.domain import campaigns
+
+    campaign = campaigns.create(
+        session,
+        topic=get_topic(session, topic),
+        subject=subject,
+        text=text,
+        html=html,
+        send_at=None,
+        audience=None,
+        created_by="test",
+    )
+    campaigns.schedule(session, campaign, clock.now(), "test")
+    return campaign
+
+
 def started_campaign(
     session: Session, subject: str = "Hi {{ first_name }}", text: str = "Hello!"
 ) -> int:
@@ -75,17 +105,7 @@ def started_campaign(
     from mailprefs import clock
     from mailprefs.domain import campaigns
 
-    campaign = campaigns.create(
-        session,
-        topic=get_topic(session, "offers"),
-        subject=subject,
-        text=text,
-        html=None,
-        send_at=None,
-        audience=None,
-        created_by="test",
-    )
-    campaigns.schedule(session, campaign, clock.now(), "test")
+    campaign = campaign_due_now(session, subject=subject, text=text)
     campaigns.fire_due(session, clock.now())
     return campaign.id
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.conftest import SECRET_KEYS
@@ -57,3 +58,13 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
         stdout=handle,
         stderr=subprocess.STDOUT,
     )
+
+
+def wait_until(predicate, timeout: float, step: float = 0.1) -> bool:
+    """Poll `predicate` every `step` seconds for up to `timeout`; whether it came true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()

@@ -1,6 +1,7 @@
 """Fixtures for a real SMTP relay (registered for every test by tests/conftest.py):
 `sink` in this process (aiosmtpd in a thread), `sink_process` as a process of its own
-writing a maildir, for tests whose senders are processes too."""
+writing a maildir, for tests whose senders are processes too; `relay_config`, the app
+settings that send through `sink`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ from tests.support.smtp_sink import SmtpSink, start_sink_process, stop_sink_proc
 def sink():
     with SmtpSink() as running:
         yield running
+
+
+@pytest.fixture
+def relay_config(sink) -> dict:
+    """App settings that send through `sink` (an `app_config` returns or extends them)."""
+    return {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": sink.port}
 
 
 @pytest.fixture

@@ -154,42 +154,38 @@ def people_by_state(session: Session, now: datetime) -> list[dict[str, Any]]:
     return points
 
 
+def _per_stream(
+    session: Session, counted: Any, *where: Any, via_delivery: Any = None
+) -> dict[str, int]:
+    """How many rows of `counted` (rows with a `campaign_id`, or reached through their
+    delivery with the `via_delivery` join condition) match `where`, per stream (their
+    campaign's topic kind)."""
+    kind = Topic.kind.label("kind")
+    query = select(kind, func.count()).select_from(counted)
+    if via_delivery is not None:
+        query = query.join(Delivery, via_delivery)
+        counted = Delivery
+    query = (
+        query.join(Campaign, Campaign.id == counted.campaign_id)
+        .join(Topic, Topic.id == Campaign.topic_id)
+        .where(*where)
+        .group_by(kind)
+    )
+    return dict(session.execute(query).all())
+
+
 def overview(session: Session) -> dict[str, Any]:
     now = clock.now()
     start, days = _window(now)
     since = Delivery.sent_at >= start
-    kind = Topic.kind.label("kind")
-    sent = dict(
-        session.execute(
-            select(kind, func.count())
-            .select_from(Delivery)
-            .join(Campaign, Campaign.id == Delivery.campaign_id)
-            .join(Topic, Topic.id == Campaign.topic_id)
-            .where(Delivery.status == DeliveryStatus.SENT, since)
-            .group_by(kind)
-        ).all()
+    sent = _per_stream(session, Delivery, Delivery.status == DeliveryStatus.SENT, since)
+    bounced = _per_stream(
+        session,
+        BounceEvent,
+        BounceEvent.occurred_at >= start,
+        via_delivery=Delivery.id == BounceEvent.delivery_id,
     )
-    bounced = dict(
-        session.execute(
-            select(kind, func.count())
-            .select_from(BounceEvent)
-            .join(Delivery, Delivery.id == BounceEvent.delivery_id)
-            .join(Campaign, Campaign.id == Delivery.campaign_id)
-            .join(Topic, Topic.id == Campaign.topic_id)
-            .where(BounceEvent.occurred_at >= start)
-            .group_by(kind)
-        ).all()
-    )
-    complained = dict(
-        session.execute(
-            select(kind, func.count())
-            .select_from(Complaint)
-            .join(Campaign, Campaign.id == Complaint.campaign_id)
-            .join(Topic, Topic.id == Campaign.topic_id)
-            .where(Complaint.created_at >= start)
-            .group_by(kind)
-        ).all()
-    )
+    complained = _per_stream(session, Complaint, Complaint.created_at >= start)
     streams = []
     for stream in ("marketing", "administrative"):
         n = int(sent.get(stream, 0))

@@ -20,7 +20,15 @@ from mailprefs.domain.models import Subscriber, SubscriberStatus, Topic, TopicKi
 from mailprefs.domain.outbox_models import Campaign
 from mailprefs.domain.topics import list_topics
 from mailprefs.extensions import db_session, get_db
-from mailprefs.web.prefs.common import bp, evidence, find_subscriber, load_token, page, problem
+from mailprefs.web.prefs.common import (
+    bp,
+    evidence,
+    find_subscriber,
+    load_token,
+    opt_in_by_link,
+    page,
+    problem,
+)
 
 DONE = {"saved", "unchanged", "all_off", "closed", "reported"}
 MAX_DETAIL = 2000
@@ -92,15 +100,15 @@ def _save(
     for topic in _marketing(session):
         state = states.get(topic.slug, TopicState.NONE)
         if topic.slug in wanted and state != TopicState.OPTED_IN:
-            if state != TopicState.PENDING:
-                consent.opt_in(session, subscriber, topic, evidence("preference_page", payload))
-            if topic.double_opt_in:
-                consent.confirm(
-                    session,
-                    subscriber,
-                    topic,
-                    evidence("preference_page", payload, proof="preference link"),
-                )
+            opt_in_by_link(
+                session,
+                subscriber,
+                topic,
+                state,
+                payload,
+                source="preference_page",
+                proof="preference link",
+            )
             changed = True
         elif topic.slug not in wanted and state == TopicState.OPTED_IN:
             consent.opt_out(session, subscriber, topic, evidence("preference_page", payload))

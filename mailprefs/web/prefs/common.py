@@ -10,10 +10,10 @@ from flask import Blueprint, Response, g, render_template, request, url_for
 from sqlalchemy.orm import Session
 
 from mailprefs.delivery.message import TEST_COPY_ID
-from mailprefs.domain import links
+from mailprefs.domain import consent, links
 from mailprefs.domain.consent import Evidence
 from mailprefs.domain.errors import Gone, NotFound
-from mailprefs.domain.models import Subscriber
+from mailprefs.domain.models import Subscriber, Topic, TopicState
 from mailprefs.domain.tokens import TOPIC_LIST_MAX, TokenExpired, TokenInvalid
 from mailprefs.extensions import csrf, get_tokens, limiter
 
@@ -123,6 +123,25 @@ def evidence(source: str, payload: dict[str, Any], **context: Any) -> Evidence:
         actor=ACTOR,
         context=context or None,
     )
+
+
+def opt_in_by_link(
+    session: Session,
+    subscriber: Subscriber,
+    topic: Topic,
+    state: TopicState,
+    payload: dict[str, Any],
+    *,
+    source: str,
+    proof: str,
+) -> None:
+    """Opt in (again) from a page reached by a mailed link. The link was mailed to the
+    address, which is the proof a confirmation mail would ask for, so a double opt-in
+    topic is confirmed at once; a pending one only gets that confirmation."""
+    if state != TopicState.PENDING:
+        consent.opt_in(session, subscriber, topic, evidence(source, payload))
+    if topic.double_opt_in:
+        consent.confirm(session, subscriber, topic, evidence(source, payload, proof=proof))
 
 
 def page(template: str, status: int = 200, **context: Any) -> tuple[str, int]:

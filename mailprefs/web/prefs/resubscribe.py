@@ -19,10 +19,10 @@ from mailprefs.extensions import get_db
 from mailprefs.web.prefs.common import (
     LinkOfTestCopy,
     bp,
-    evidence,
     find_subscriber,
     load_token,
     marketing_topic,
+    opt_in_by_link,
     page,
     preferences_url,
     problem,
@@ -61,16 +61,15 @@ def resubscribe(token: str):
         state = consent.state_of(session, subscriber, topic)
         changed = state != TopicState.OPTED_IN
         if changed:
-            proof = evidence("unsubscribe_page", payload)
-            if state != TopicState.PENDING:
-                consent.opt_in(session, subscriber, topic, proof)
-            if topic.double_opt_in:
-                consent.confirm(
-                    session,
-                    subscriber,
-                    topic,
-                    evidence("unsubscribe_page", payload, proof="unsubscribe link"),
-                )
+            opt_in_by_link(
+                session,
+                subscriber,
+                topic,
+                state,
+                payload,
+                source="unsubscribe_page",
+                proof="unsubscribe link",
+            )
         return page(
             "prefs/resubscribed.html",
             topic_name=topic.name,
