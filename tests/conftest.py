@@ -89,10 +89,10 @@ def make_test_app(database_url: str, tmp_path, **overrides) -> Flask:
         "RATELIMIT_STORAGE_URI": "memory://",
     }
     config.update(overrides)
+    # The limiter is one per process, and default limits that a test's config set
+    # (RATELIMIT_DEFAULT) stay on it for every app made after that test: start without.
+    limiter.limit_manager.set_default_limits([])
     app = create_app(config)
-    # The limiter (and so its memory:// counters) is one per process: each test starts
-    # with none spent, whatever the tests before it did from the same client address.
-    limiter.reset()
     with get_db(app).transaction() as session:
         sync_reference_data(session, app.config)
     return app
