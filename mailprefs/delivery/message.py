@@ -136,8 +136,12 @@ class MessageBuilder:
         campaign: CampaignInfo,
         *,
         test_copy: bool = False,
+        sign_later: bool = False,
     ) -> None:
         self._tokens = tokens
+        # The send loop leaves the DKIM signature to the pool's sender threads: OpenSSL
+        # signs there while the loop asks the gate and builds the next message.
+        self._sign_later = sign_later
         self._campaign = campaign
         self._test_copy = test_copy
         self._marketing = campaign.topic_kind == "marketing"
@@ -297,12 +301,18 @@ class MessageBuilder:
                 b"\r\n--", boundary, b"--\r\n",
             ]  # fmt: skip
         raw = b"".join(lines)
+        signer = None
         if self._dkim is not None:
-            raw = sign(raw, self._dkim, self._signed)
+            if self._sign_later:
+                signer = functools.partial(sign, settings=self._dkim, names=self._signed)
+            else:
+                raw = sign(raw, self._dkim, self._signed)
         envelope_from = self.envelope_from
         if self._verp is not None and recipient.delivery_id is not None:
             envelope_from = self._verp.address(recipient.delivery_id)
-        return BuiltMessage(raw=raw, message_id=message_id, envelope_from=envelope_from, to=to)
+        return BuiltMessage(
+            raw=raw, message_id=message_id, envelope_from=envelope_from, to=to, signer=signer
+        )
 
 
 def sign(raw: bytes, settings: DkimSettings, names: list[str] | None = None) -> bytes:

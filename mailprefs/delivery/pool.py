@@ -78,7 +78,9 @@ class _Sender:
 
     def send(self, job: Job) -> Done:
         try:
-            self.transport.send(job.decision, job.message)
+            # Signed here, on the sender's thread, not on the loop's: the loop goes on
+            # asking the gate and building while OpenSSL signs (it lets go of the GIL).
+            self.transport.send(job.decision, job.message.signed())
         except DeliveryError as exc:
             return Done(job, error=exc, sender=self)
         except Exception as exc:  # noqa: BLE001 - handed to the worker's thread

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -98,3 +99,13 @@ class BuiltMessage:
     message_id: str  # with angle brackets
     envelope_from: str  # bare address
     to: str  # bare address
+    # Set when the builder left the DKIM signature to whoever sends (the pool's sender
+    # threads): `raw` is then unsigned until `signed()` is called.
+    signer: Callable[[bytes], bytes] | None = field(default=None, compare=False, repr=False)
+
+    def signed(self) -> BuiltMessage:
+        """The message as it goes on the wire: signed now if signing was left to the
+        sender, else itself."""
+        if self.signer is None:
+            return self
+        return replace(self, raw=self.signer(self.raw), signer=None)

@@ -280,7 +280,9 @@ class Worker(PoolSending):
         return _CampaignContext(
             topic_id=campaign.topic_id,
             topic_kind=campaign.topic.kind.value,
-            builder=MessageBuilder(self.settings, self.tokens, CampaignInfo.of(campaign)),
+            builder=MessageBuilder(
+                self.settings, self.tokens, CampaignInfo.of(campaign), sign_later=True
+            ),
             purpose=gate.purpose_of(campaign.kind.value, campaign.meta),
         )
 
