@@ -7,8 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 import dkim
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,39 +17,19 @@ from mailprefs.delivery import dkim_sign
 from mailprefs.delivery.message import MessageBuilder, message_settings, sign
 from mailprefs.delivery.types import DkimKey, DkimSettings
 from tests.support import mail
+from tests.support.dkim_keys import dns_for, make_keys
 
 DOMAIN = "news.example.test"
 
 
-def pem(key) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
 @pytest.fixture(scope="module")
 def keys() -> dict[str, bytes]:
-    return {
-        "rsa2026": pem(rsa.generate_private_key(public_exponent=65537, key_size=2048)),
-        "rsa2027": pem(rsa.generate_private_key(public_exponent=65537, key_size=2048)),
-        "ed2026": pem(ed25519.Ed25519PrivateKey.generate()),
-        "ed2027": pem(ed25519.Ed25519PrivateKey.generate()),
-    }
+    return make_keys("rsa2026", "rsa2027", "ed2026", "ed2027")
 
 
 @pytest.fixture(scope="module")
 def dns(keys):
-    """Every selector published, as DNS would hold them during a rotation."""
-
-    def lookup(name: bytes, timeout: int = 5) -> bytes:
-        for selector, key in keys.items():
-            if name == f"{selector}._domainkey.{DOMAIN}.".encode():
-                return dkim_sign.public_record(key).encode()
-        return b""
-
-    return lookup
+    return dns_for(keys, DOMAIN)
 
 
 def signatures(raw: bytes) -> list[dict[bytes, bytes]]:

@@ -8,41 +8,19 @@ import threading
 
 import dkim
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from mailprefs.delivery import dkim_sign
 from mailprefs.delivery.worker import Worker
+from tests.support.dkim_keys import dns_for, make_keys
 from tests.support.factories import campaign_due_now, person
 from tests.support.smtp_sink import SmtpSink
 
 DOMAIN = "news.example.test"
 
 
-def pem(key) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
 @pytest.fixture(scope="module")
 def keys() -> dict[str, bytes]:
-    return {
-        "rsa2026": pem(rsa.generate_private_key(public_exponent=65537, key_size=2048)),
-        "ed2026": pem(ed25519.Ed25519PrivateKey.generate()),
-    }
-
-
-def lookup(keys):
-    def dns(name: bytes, timeout: int = 5) -> bytes:
-        for selector, key in keys.items():
-            if name == f"{selector}._domainkey.{DOMAIN}.".encode():
-                return dkim_sign.public_record(key).encode()
-        return b""
-
-    return dns
+    return make_keys("rsa2026", "ed2026")
 
 
 @pytest.fixture
@@ -106,7 +84,7 @@ def test_every_message_a_pooled_worker_sends_is_signed_and_verifies(
     summary = Worker(app).run_due()
     assert summary.sent == 24
     assert len(sink.messages) == 24
-    dns = lookup(keys)
+    dns = dns_for(keys, DOMAIN)
     for _, _, raw in sink.messages:
         assert verdicts(raw, dns) == [True, True]
     assert len(signing_threads) == 24
