@@ -18,6 +18,12 @@ def post(client, path: str, data: dict, prefix: str = "", follow: bool = True):
     return client.post(path, data={f"{prefix}csrf_token": token, **data}, follow_redirects=follow)
 
 
+def change_password(client, current: str, new: str):
+    return post(
+        client, "/dashboard/account/password", {"pw-current": current, "pw-new": new}, "pw-"
+    )
+
+
 def audited(db, action: str) -> int:
     with db.session(read_only=True) as s:
         return len(s.scalars(select(AuditEntry.id).where(AuditEntry.action == action)).all())
@@ -26,19 +32,9 @@ def audited(db, action: str) -> int:
 def test_change_the_password_with_the_current_one(app, ops_client, db):
     """Promise: a wrong current password changes nothing; the right one changes it (the
     new one logs in, the old one no longer), audited."""
-    wrong = post(
-        ops_client,
-        "/dashboard/account/password",
-        {"pw-current": "not-my-password", "pw-new": "a-new-password-99"},
-        "pw-",
-    )
+    wrong = change_password(ops_client, "not-my-password", "a-new-password-99")
     assert "Not changed: that is not your current password." in wrong.get_data(as_text=True)
-    done = post(
-        ops_client,
-        "/dashboard/account/password",
-        {"pw-current": OPS[1], "pw-new": "a-new-password-99"},
-        "pw-",
-    )
+    done = change_password(ops_client, OPS[1], "a-new-password-99")
     assert "Your password is changed." in done.get_data(as_text=True)
     assert login(app.test_client(), OPS[0], "a-new-password-99").status_code == 302
     assert login(app.test_client(), *OPS).status_code == 200  # the old one: refused

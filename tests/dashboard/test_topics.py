@@ -15,6 +15,18 @@ def post(client, path: str, data: dict, prefix: str = ""):
     return client.post(path, data={f"{prefix}csrf_token": token, **data}, follow_redirects=True)
 
 
+def create(client, **fields: str):
+    """The new-topic form, its fields named `new-<name>` on the page."""
+    return post(client, "/dashboard/topics", {f"new-{k}": v for k, v in fields.items()}, "new-")
+
+
+def update(client, slug: str, **fields: str):
+    """A topic's own form, its fields named `t-<slug>-<name>` on the page."""
+    prefix = f"t-{slug}-"
+    data = {prefix + name: value for name, value in fields.items()}
+    return post(client, f"/dashboard/topics/{slug}", data, prefix)
+
+
 def topic(db, slug: str) -> Topic | None:
     with db.session(read_only=True) as s:
         return s.scalar(select(Topic).where(Topic.slug == slug))
@@ -22,27 +34,18 @@ def topic(db, slug: str) -> Topic | None:
 
 def test_an_admin_creates_renames_retires_and_restores_a_topic(admin_client, db, staff):
     """Promise: each change goes through the domain and is audited under the admin."""
-    created = post(
+    created = create(
         admin_client,
-        "/dashboard/topics",
-        {
-            "new-slug": "events",
-            "new-kind": "marketing",
-            "new-name": "Events",
-            "new-double_opt_in": "y",
-            "new-sender": "Events <events@example.com>",
-        },
-        "new-",
+        slug="events",
+        kind="marketing",
+        name="Events",
+        double_opt_in="y",
+        sender="Events <events@example.com>",
     )
     assert "Topic “Events” (events) is created." in created.get_data(as_text=True)
     row = topic(db, "events")
     assert row.double_opt_in and row.from_addr == "Events <events@example.com>"
-    post(
-        admin_client,
-        "/dashboard/topics/events",
-        {"t-events-name": "Events near you", "t-events-description": "Monthly"},
-        "t-events-",
-    )
+    update(admin_client, "events", name="Events near you", description="Monthly")
     assert topic(db, "events").name == "Events near you"
     assert topic(db, "events").double_opt_in is False  # the box was not ticked
     page = post(admin_client, "/dashboard/topics/events/retire", {})
@@ -69,20 +72,10 @@ def test_an_admin_creates_renames_retires_and_restores_a_topic(admin_client, db,
 def test_bad_input_is_a_message_and_changes_nothing(admin_client, db):
     """Promise: an invalid sender, a taken slug and retiring a required topic are each
     refused in words, with nothing changed or audited."""
-    page = post(
-        admin_client,
-        "/dashboard/topics/offers",
-        {"t-offers-name": "Offers", "t-offers-sender": "not an address"},
-        "t-offers-",
-    )
+    page = update(admin_client, "offers", name="Offers", sender="not an address")
     assert "Not saved: Sender:" in page.get_data(as_text=True)
     assert topic(db, "offers").from_addr is None and topic(db, "offers").name != "Offers"
-    taken = post(
-        admin_client,
-        "/dashboard/topics",
-        {"new-slug": "offers", "new-kind": "marketing", "new-name": "Again"},
-        "new-",
-    )
+    taken = create(admin_client, slug="offers", kind="marketing", name="Again")
     assert "exists" in taken.get_data(as_text=True)
     kept = post(admin_client, "/dashboard/topics/account/retire", {})
     assert "is needed by the service" in kept.get_data(as_text=True)

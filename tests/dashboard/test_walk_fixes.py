@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from mailprefs import clock
@@ -19,7 +20,7 @@ from tests.conftest import bearer
 from tests.dashboard.conftest import post_form
 from tests.dashboard.helpers import campaign, people
 from tests.dashboard.test_jobs import act, start_scheduler_once
-from tests.support.factories import person
+from tests.support.factories import NOTICE_SETTINGS, announcement, person
 
 
 def test_dashboard_errors_use_the_staff_layout_not_the_recipients_page(ops_client):
@@ -245,25 +246,10 @@ def test_policy_notice_period_error_names_the_earliest_allowed_date(app, db):
     from mailprefs.domain.errors import Invalid
 
     clock.freeze(datetime(2026, 3, 2, 9, 0, 30, tzinfo=UTC))
-    with db.transaction() as s:
-        try:
-            policies.announce(
-                s,
-                policies.Announcement(
-                    version="2026-04",
-                    title="T",
-                    summary="S",
-                    url="https://example.test/p",
-                    effective_at=clock.now() + timedelta(days=3),
-                    announce_at=None,
-                ),
-                policies.NoticeSettings(30, "Org", "privacy@example.test"),
-                "test",
-            )
-        except Invalid as exc:
-            detail = exc.errors[0]["detail"]
-        else:
-            raise AssertionError("a 3-day notice was accepted")
+    three_days = announcement("2026-04", clock.now() + timedelta(days=3))
+    with pytest.raises(Invalid) as refused, db.transaction() as s:
+        policies.announce(s, three_days, NOTICE_SETTINGS, "test")
+    detail = refused.value.errors[0]["detail"]
     assert detail.startswith("must be on or after 2026-04-01 09:01 UTC")
     assert "T09:00" not in detail and "+00:00" not in detail
 

@@ -19,6 +19,8 @@ from mailprefs.domain.topics import get_topic
 from tests.support.factories import campaign_due_now, evidence, person
 from tests.support.smtp_sink import SmtpSink
 
+WORKER = {"MAILPREFS_BATCH_SIZE": 10, "MAILPREFS_RETRY_BASE_SECONDS": 60}
+
 
 @pytest.fixture
 def relay():
@@ -38,14 +40,8 @@ def pool_config():
 
 
 @pytest.fixture
-def app_config(sink, pool_config):
-    return {
-        "MAIL_SERVER": "127.0.0.1",
-        "MAIL_PORT": sink.port,
-        "MAILPREFS_BATCH_SIZE": 10,
-        "MAILPREFS_RETRY_BASE_SECONDS": 60,
-        **pool_config,
-    }
+def app_config(relay_config, pool_config):
+    return {**relay_config, **WORKER, **pool_config}
 
 
 def audience(db, addresses) -> int:

@@ -15,6 +15,12 @@ def years_ago(n: int) -> str:
     return today.replace(year=today.year - n).isoformat()
 
 
+def register(client, key: str, email: str, name: str, value):
+    """A person with the one attribute `name`, through the API."""
+    body = {"email": email, "attributes": {name: value}}
+    return client.post("/api/v1/subscribers", json=body, headers=bearer(key))
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -32,11 +38,7 @@ def years_ago(n: int) -> str:
 def test_every_spelling_of_an_age_under_13_is_refused(client, marketing_key, db, name, value):
     if isinstance(value, str):
         value = years_ago(int(value))
-    response = client.post(
-        "/api/v1/subscribers",
-        json={"email": "kid@example.com", "attributes": {name: value}},
-        headers=bearer(marketing_key),
-    )
+    response = register(client, marketing_key, "kid@example.com", name, value)
     assert response.status_code == 422, response.get_data(as_text=True)
     (error,) = response.get_json()["errors"]
     assert error["field"] == f"attributes.{name}" and "under 13" in error["detail"]
@@ -49,9 +51,5 @@ def test_every_spelling_of_an_age_under_13_is_refused(client, marketing_key, db,
 def test_adults_and_unrelated_names_are_accepted(client, marketing_key, name, value):
     if name == "birthDate":
         value = years_ago(int(value))
-    response = client.post(
-        "/api/v1/subscribers",
-        json={"email": "adult@example.com", "attributes": {name: value}},
-        headers=bearer(marketing_key),
-    )
+    response = register(client, marketing_key, "adult@example.com", name, value)
     assert response.status_code == 201, response.get_data(as_text=True)

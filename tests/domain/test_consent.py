@@ -13,9 +13,9 @@ from mailprefs.domain import consent
 from mailprefs.domain.consent import Evidence, LedgerViolation, transition
 from mailprefs.domain.errors import Conflict, Invalid
 from mailprefs.domain.models import ConsentAction, ConsentEvent, TopicState, TopicSubscription
-from mailprefs.domain.outbox_models import PolicyKind, PolicyVersion
 from mailprefs.domain.topics import get_topic
 from tests.support.factories import evidence, person
+from tests.support.policy_versions import policy_version
 
 
 @pytest.mark.parametrize(
@@ -72,17 +72,8 @@ def test_every_change_is_an_event_with_its_evidence(session):
 
 def test_policy_version_is_the_one_in_force_when_consent_was_given(session):
     clock.freeze(datetime(2027, 6, 1, tzinfo=UTC))
-    session.add(
-        PolicyVersion(
-            version="2027-03",
-            title="t",
-            summary="s",
-            url="https://x.test/p",
-            kind=PolicyKind.CHANGE,
-            effective_at=datetime(2027, 3, 1, tzinfo=UTC),
-            announce_at=datetime(2027, 1, 1, tzinfo=UTC),
-            created_at=clock.now(),
-        )
+    policy_version(
+        session, "2027-03", datetime(2027, 3, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)
     )
     subscriber = person(session)
     offers = get_topic(session, "offers")
@@ -242,20 +233,13 @@ def test_a_policy_whose_announcement_was_cancelled_never_becomes_the_policy_in_f
     )
     session.add(cancelled)
     session.flush()
-    session.add(
-        PolicyVersion(
-            version="2027-03",
-            title="t",
-            summary="s",
-            url="https://x.test/p",
-            kind=PolicyKind.CHANGE,
-            effective_at=datetime(2027, 3, 1, tzinfo=UTC),
-            announce_at=datetime(2027, 1, 1, tzinfo=UTC),
-            created_at=clock.now(),
-            campaign_id=cancelled.id,
-        )
+    policy_version(
+        session,
+        "2027-03",
+        datetime(2027, 3, 1, tzinfo=UTC),
+        datetime(2027, 1, 1, tzinfo=UTC),
+        campaign_id=cancelled.id,
     )
-    session.flush()
     assert consent.policy_version_in_force(session, clock.now()) == "2011-07-06"
     cancelled.status = CampaignStatus.SENT
     session.flush()

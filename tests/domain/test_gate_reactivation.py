@@ -4,6 +4,7 @@ one mail never reaches an erased address, a child or a suppressed address."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,17 +18,12 @@ from mailprefs.domain.topics import get_topic
 from tests.support.factories import evidence, person
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
+CLOSED = Facts(SubscriberStatus.DEACTIVATED, None, TopicState.NONE, None)
 
 
-def facts(**kw) -> Facts:
-    values = {
-        "status": SubscriberStatus.DEACTIVATED,
-        "status_reason": None,
-        "topic_state": TopicState.NONE,
-        "suppression": None,
-        **kw,
-    }
-    return Facts(**values)
+def facts(**changes) -> Facts:
+    """A closed account (deactivated, no topic state), with `changes`."""
+    return replace(CLOSED, **changes)
 
 
 @pytest.mark.parametrize(
@@ -52,36 +48,6 @@ def facts(**kw) -> Facts:
             gate.REACTIVATION,
             "underage",
         ),
-        (
-            facts(suppression=SuppressionReason.UNDERAGE),
-            "administrative",
-            gate.REACTIVATION,
-            "underage",
-        ),
-        (
-            facts(suppression=SuppressionReason.ERASED),
-            "administrative",
-            gate.REACTIVATION,
-            "erased",
-        ),
-        (
-            facts(suppression=SuppressionReason.BOUNCE),
-            "administrative",
-            gate.REACTIVATION,
-            "suppressed_bounce",
-        ),
-        (
-            facts(suppression=SuppressionReason.COMPLAINT),
-            "administrative",
-            gate.REACTIVATION,
-            "suppressed_complaint",
-        ),
-        (
-            facts(suppression=SuppressionReason.MANUAL),
-            "administrative",
-            gate.REACTIVATION,
-            "suppressed_manual",
-        ),
         (None, "administrative", gate.REACTIVATION, "unknown_recipient"),
         # Other mail is decided as before: a complaint stops only marketing.
         (
@@ -94,6 +60,21 @@ def facts(**kw) -> Facts:
 )
 def test_gate_reason_for_the_request_to_join_again(given, kind, purpose, expected):
     assert decide(given, kind, NOW, purpose).reason == expected
+
+
+@pytest.mark.parametrize(
+    ("suppression", "expected"),
+    [
+        (SuppressionReason.UNDERAGE, "underage"),
+        (SuppressionReason.ERASED, "erased"),
+        (SuppressionReason.BOUNCE, "suppressed_bounce"),
+        (SuppressionReason.COMPLAINT, "suppressed_complaint"),
+        (SuppressionReason.MANUAL, "suppressed_manual"),
+    ],
+)
+def test_the_request_to_join_again_never_reaches_a_suppressed_address(suppression, expected):
+    request = decide(facts(suppression=suppression), "administrative", NOW, gate.REACTIVATION)
+    assert request.reason == expected
 
 
 def test_only_a_reactivation_request_carries_the_purpose():

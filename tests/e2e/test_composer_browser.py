@@ -52,18 +52,15 @@ def test_compose_test_and_send_a_campaign_with_the_keyboard_only(
     expect(page.get_by_label("Topic")).to_be_focused()
     page.keyboard.type("Offers")  # a select chooses the option its letters name
     expect(page.get_by_label("Topic")).to_have_value("offers")
-    page.keyboard.press("Tab")
-    expect(page.get_by_label("Subject")).to_be_focused()
-    page.keyboard.type("Spring for {{ first_name }}")
-    page.keyboard.press("Tab")
-    expect(page.get_by_label("Text")).to_be_focused()
-    page.keyboard.type("Hello {{ first_name }}, spring is here.")
-    page.keyboard.press("Tab")
-    expect(page.get_by_label("HTML (optional)")).to_be_focused()
-    page.keyboard.type("<p>Hello <b>{{ first_name }}</b></p>")
-    page.keyboard.press("Tab")
-    expect(page.get_by_label("Audience (optional)")).to_be_focused()
-    page.keyboard.type("plan = pro")
+    for label, typed in (  # the fields in reading order, each the next Tab stop
+        ("Subject", "Spring for {{ first_name }}"),
+        ("Text", "Hello {{ first_name }}, spring is here."),
+        ("HTML (optional)", "<p>Hello <b>{{ first_name }}</b></p>"),
+        ("Audience (optional)", "plan = pro"),
+    ):
+        page.keyboard.press("Tab")
+        expect(page.get_by_label(label)).to_be_focused()
+        page.keyboard.type(typed)
     page.keyboard.press("Tab")
     expect(page.get_by_role("button", name="Save the draft")).to_be_focused()
     fits(page, SIZES[size])

@@ -12,21 +12,22 @@ from playwright.sync_api import expect
 
 from mailprefs import clock
 from mailprefs.delivery.worker import Worker
-from mailprefs.domain import campaigns, complaints, suppression
+from mailprefs.domain import campaigns, suppression
 from mailprefs.domain.addresses import address_hash
 from mailprefs.domain.models import SuppressionReason
 from mailprefs.domain.topics import get_topic
 from tests.support.browser import (
     LAPTOP,
     PHONE,
+    Staff,
     app_config,
-    create_staff,
     fill_login,
     worker_running,
 )
-from tests.support.factories import HASH_KEY, evidence, person
+from tests.support.complaints import page_complaint
+from tests.support.factories import HASH_KEY, person
 
-EMAIL, PASSWORD = "ops.browser@example.com", "browser-password-1"
+ADMIN = Staff("ops.browser@example.com", "admin", "browser-password-1")
 WAIT_MS = 30_000
 
 __all__ = ["app_config"]  # the shared fixture, taken by importing it
@@ -34,13 +35,14 @@ __all__ = ["app_config"]  # the shared fixture, taken by importing it
 
 @pytest.fixture
 def login_user(db) -> None:
-    create_staff(db, EMAIL, "admin", PASSWORD)
+    ADMIN.create(db)
 
 
 def log_in(page, server) -> None:
+    """From a dashboard page: sent to the login form, then back where one was going."""
     page.goto(f"{server}/dashboard/campaigns")
     expect(page).to_have_url(f"{server}/dashboard/login?next=/dashboard/campaigns")
-    fill_login(page, EMAIL, PASSWORD)
+    fill_login(page, ADMIN.email, ADMIN.password)
     expect(page).to_have_url(f"{server}/dashboard/campaigns")
 
 
@@ -64,6 +66,15 @@ def scheduled_campaign(db, audience: int, subject: str = "Winter offers") -> str
             created_by="test",
         )
         return row.public_id
+
+
+def sent_campaign(app, db, audience: int, subject: str) -> str:
+    """A campaign scheduled, then sent now by the worker: its mail is captured."""
+    public_id = scheduled_campaign(db, audience, subject)
+    with db.transaction() as s:
+        campaigns.schedule(s, campaigns.get(s, public_id), clock.now(), "test")
+    Worker(app).run_due()
+    return public_id
 
 
 def test_pause_resume_and_watch_a_campaign_reach_sent_without_a_reload(
@@ -132,10 +143,7 @@ def test_lift_a_suppression_with_a_reason(db, page, server, shot, login_user):
 
 def test_open_a_captured_mail_with_its_html_sandboxed(app, db, page, server, shot, login_user):
     """Promise: captured mail is listed and opens; the HTML shows in a sandboxed frame."""
-    public_id = scheduled_campaign(db, audience=1, subject="Captured hello")
-    with db.transaction() as s:
-        campaigns.schedule(s, campaigns.get(s, public_id), clock.now(), "test")
-    Worker(app).run_due()
+    sent_campaign(app, db, audience=1, subject="Captured hello")
     log_in(page, server)
     page.get_by_role("link", name="Captured mail").click()
     page.get_by_role("link", name="Captured hello").click()
@@ -153,16 +161,8 @@ def test_every_dashboard_page_on_a_laptop_and_a_phone(app, db, page, server, sho
     public_id = scheduled_campaign(db, audience=3)
     with db.transaction() as s:
         campaigns.schedule(s, campaigns.get(s, public_id), clock.now(), "test")
-        someone = person(s, "complainer@example.com", opted_in=("offers",))
-        report = complaints.report(
-            s,
-            subscriber=someone,
-            email_hash=None,
-            source="preference_page",
-            evidence=evidence("preference_page"),
-            detail="I never asked for this",
-        )
-        complaint_id = report.public_id
+        someone, complaint = page_complaint(s)
+        complaint_id = complaint.public_id
         sup_id = suppression.active(s, someone.email_hash).id
     Worker(app).run_due()
     from mailprefs.delivery.transport import captured_files

@@ -16,22 +16,17 @@ from mailprefs.domain import campaigns, consent, subscribers, suppression
 from mailprefs.domain.models import SuppressionReason
 from mailprefs.domain.topics import get_topic
 from mailprefs.scheduling.service import SchedulerService
-from tests.support.browser import LAPTOP, PHONE, app_config, create_staff, fits
-from tests.support.browser import log_in as log_in_as
+from tests.support.browser import LAPTOP, PHONE, Staff, app_config, fits
 from tests.support.factories import evidence, person
 
-EMAIL, PASSWORD = "ops.jobs@example.com", "jobs-password-12"
+OPS = Staff("ops.jobs@example.com", "ops", "jobs-password-12")
 
 __all__ = ["app_config"]  # the shared fixture, taken by importing it
 
 
 @pytest.fixture
 def ops_login(db) -> None:
-    create_staff(db, EMAIL, "ops", PASSWORD)
-
-
-def log_in(page, server) -> None:
-    log_in_as(page, server, EMAIL, PASSWORD)
+    OPS.create(db)
 
 
 def scheduled_campaign(db, subject: str) -> str:
@@ -60,7 +55,7 @@ def test_see_jobs_with_next_run_then_pause_and_resume_a_campaign_from_the_jobs_p
     service = SchedulerService(app, holder="browser-test")  # stores the recurring jobs
     service.step()
     service.shutdown()
-    log_in(page, server)
+    OPS.log_in(page, server)
     page.get_by_role("link", name="Jobs").click()
     expect(page.locator("h1")).to_have_text("Scheduled jobs")
     row = page.locator(f'tr[data-job="campaign:{public_id}"]')
@@ -107,7 +102,7 @@ def test_announce_a_policy_change_see_its_counts_confirm_and_find_it_listed(
         bounced = person(s)
         suppression.add(s, bounced.email_hash, SuppressionReason.BOUNCE, source="smtp")
     effective = (clock.now() + timedelta(days=45)).strftime("%Y-%m-%dT%H:%M")
-    log_in(page, server)
+    OPS.log_in(page, server)
     for size_name, size in (("laptop", LAPTOP), ("phone", PHONE)):
         page.set_viewport_size(size)
         page.goto(f"{server}/dashboard/policies")

@@ -11,17 +11,15 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from mailprefs import clock
-from mailprefs.delivery.worker import Worker
-from mailprefs.domain import apikeys, campaigns, complaints
+from mailprefs.domain import apikeys
 from mailprefs.domain.models import ApiKey
 from mailprefs.scheduling.service import SchedulerService
 from mailprefs.scheduling.view import pause_job
 from tests.conftest import count
-from tests.e2e.test_dashboard_browser import scheduled_campaign
+from tests.e2e.test_dashboard_browser import scheduled_campaign, sent_campaign
 from tests.support.browser import SIZES, app_config, create_staff, fits, worker_running
 from tests.support.browser import log_in as log_in_as
-from tests.support.factories import evidence, person
+from tests.support.complaints import page_complaint
 
 EMAIL, PASSWORD = "walk.admin@example.com", "walk-password-123"
 WAIT_MS = 30_000
@@ -139,10 +137,7 @@ def test_search_captured_mail_and_the_audit_log_by_address(
     """Promise: captured mail is found by recipient; the audit log is searched by a
     person's address (it says which id it searched) and refuses From after To."""
     page.set_viewport_size(SIZES[size])
-    public_id = scheduled_campaign(db, audience=3, subject="Searchable hello")
-    with db.transaction() as s:
-        campaigns.schedule(s, campaigns.get(s, public_id), clock.now(), "test")
-    Worker(app).run_due()
+    sent_campaign(app, db, audience=3, subject="Searchable hello")
     log_in(page, server)
     page.get_by_role("link", name="Captured mail").click()
     page.get_by_label("To, From or Subject contains").fill("reader1@")
@@ -176,15 +171,8 @@ def test_campaigns_banner_while_paused_and_a_complaint_in_words(
     service.shutdown()
     pause_job(app, "fire-due", "test")
     with db.transaction() as s:
-        someone = person(s, "complainer@example.com", opted_in=("offers",))
-        complaint_id = complaints.report(
-            s,
-            subscriber=someone,
-            email_hash=None,
-            source="preference_page",
-            evidence=evidence("preference_page"),
-            detail="I never asked for this",
-        ).public_id
+        _someone, complaint = page_complaint(s)
+        complaint_id = complaint.public_id
     log_in(page, server)
     banner = page.locator('[data-holding="fire-due"]')
     expect(banner).to_contain_text("no scheduled campaign or policy notice starts")

@@ -197,6 +197,14 @@ def test_manual_pause_resumes_without_a_note(app, db):
 
 
 POOL = 4  # the worker's SMTP connections
+# The worker process's settings (environment values are text): the guard's limits, small
+# batches, a short idle wait, the pool.
+WORKER_PROCESS = {
+    **LIMITS,
+    "MAILPREFS_BATCH_SIZE": 10,
+    "MAILPREFS_WORKER_IDLE_SECONDS": 0.2,
+    "MAILPREFS_SMTP_CONNECTIONS": POOL,
+}
 
 
 @pytest.mark.slow
@@ -220,15 +228,8 @@ def test_a_real_worker_process_stops_when_complaints_pause_its_campaign(
     campaign_id = start_campaign(db, addresses)
     with db.transaction() as s:  # the scheduler's part: the worker only sends
         campaigns.fire_due(s, clock.now())
-    env = processes.environment(
-        database_url,
-        tmp_path,
-        smtp_port=port,
-        MAILPREFS_BATCH_SIZE="10",
-        MAILPREFS_WORKER_IDLE_SECONDS="0.2",
-        MAILPREFS_SMTP_CONNECTIONS=str(POOL),
-        **{k: str(v) for k, v in LIMITS.items()},
-    )
+    settings = {name: str(value) for name, value in WORKER_PROCESS.items()}
+    env = processes.environment(database_url, tmp_path, smtp_port=port, **settings)
     worker = processes.start(["mailprefs", "worker"], env, tmp_path / "worker.log")
     try:
         assert wait_until(lambda: len(sent_to(db, campaign_id)) >= 25, timeout=60)

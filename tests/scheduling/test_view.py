@@ -16,6 +16,7 @@ from mailprefs.domain.outbox_models import Campaign, CampaignStatus, PolicyVersi
 from mailprefs.domain.topics import get_topic
 from mailprefs.scheduling import view
 from mailprefs.scheduling.service import SchedulerService
+from tests.support.factories import NOTICE_SETTINGS, announcement
 
 ACTOR = "user:ops@example.test"
 
@@ -38,20 +39,9 @@ def campaign(db, subject, send_at=None, then=None) -> str:
 
 
 def notice(db, announce_at) -> str:
+    what = announcement("2026-05", announce_at + timedelta(days=30), announce_at)
     with db.transaction() as s:
-        policies.announce(
-            s,
-            policies.Announcement(
-                version="2026-05",
-                title="Shorter retention",
-                summary="We keep logs for 30 days.",
-                url="https://example.test/p",
-                effective_at=announce_at + timedelta(days=30),
-                announce_at=announce_at,
-            ),
-            policies.NoticeSettings(30, "Org", "privacy@example.test"),
-            "test",
-        )
+        policies.announce(s, what, NOTICE_SETTINGS, "test")
     return "policy:2026-05"
 
 

@@ -1,6 +1,6 @@
 """What the dashboard's browser tests share: the two screen sizes they look at, serving
-over plain http, a staff account and the login form, the page-width check, and a
-worker running while a page polls.
+over plain http, a staff account (`Staff`) and the login form, the page-width check, and
+a worker running while a page polls.
 
 A module takes the `app_config` fixture by importing it (name it in `__all__` so the
 import is not taken for unused)."""
@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 from playwright.sync_api import expect
@@ -44,6 +45,21 @@ def log_in(page, server: str, email: str, password: str) -> None:
     page.goto(f"{server}/dashboard/login")
     fill_login(page, email, password)
     expect(page).to_have_url(f"{server}/dashboard/campaigns")
+
+
+@dataclass(frozen=True)
+class Staff:
+    """A module's staff login: its fixture creates it, its tests log in with it."""
+
+    email: str
+    role: str
+    password: str
+
+    def create(self, db) -> None:
+        create_staff(db, self.email, self.role, self.password)
+
+    def log_in(self, page, server: str) -> None:
+        log_in(page, server, self.email, self.password)
 
 
 def fits(page, size: dict, what: str | None = None) -> None:

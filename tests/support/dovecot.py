@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.support.ports import free_port
+
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 USER, PASSWORD = "bounces", "bounce-box-password"
 
@@ -69,19 +71,13 @@ def available() -> bool:
     return Path(DOVECOT).exists() and shutil.which("openssl") is not None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Dovecot:
     def __init__(self) -> None:
         # Short and world-traversable: socket paths are limited to ~108 characters, and
         # the mail user may not be us.
         self.root = Path(tempfile.mkdtemp(prefix="mp-dovecot-"))
         self.root.chmod(0o755)
-        self.port = _free_port()
+        self.port = free_port()
         self.ca_file = str(self.root / "cert.pem")
         self.url = f"imaps://{USER}:{PASSWORD}@127.0.0.1:{self.port}/INBOX"
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
+
+from tests.support.ports import free_port
 
 
 def _bindir() -> Path:
@@ -24,18 +25,12 @@ def _bindir() -> Path:
     return Path(found).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PrivateCluster:
     def __init__(self) -> None:
         self.bindir = _bindir()
         self.base = Path(tempfile.mkdtemp(prefix="mailprefs-pg-"))
         self.data = self.base / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.as_postgres = os.geteuid() == 0
         if self.as_postgres:
             shutil.chown(self.base, "postgres", "postgres")
