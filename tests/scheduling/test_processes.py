@@ -7,7 +7,6 @@ import collections
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from mailprefs.domain.topics import get_topic
 from mailprefs.scheduling import view
 from tests.support import processes
 from tests.support.factories import HASH_KEY, evidence, person
+from tests.support.ports import free_port
 from tests.support.processes import wait_until
 from tests.support.smtp_sink import read_maildir
 
@@ -246,12 +246,6 @@ def test_sigterm_releases_leadership_so_a_standby_takes_over_at_its_next_poll(
     assert time.monotonic() - stopped_at < LEASE_SECONDS / 3 + 3
     standby.send_signal(signal.SIGTERM)
     assert standby.wait(timeout=30) == 0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_make_run_serves_schedules_and_sends_in_one_process_and_stops_cleanly(
