@@ -174,6 +174,7 @@ def _controller(name: str, action, summary: str) -> None:
     routes.post(rule, responses={200: CampaignOut}, errors=(409,))(control)
 
 
+# The controls without a body differ only in what they do: one table, three routes.
 for _name, _action, _summary in (
     ("cancel", campaigns.cancel, "Stop what has not been sent"),
     ("pause", campaigns.pause, "Hold sending"),
