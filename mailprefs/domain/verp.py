@@ -172,18 +172,8 @@ def events_of(session: Session, raw: bytes, addresses: VerpAddresses | None) -> 
 
     error = None
     try:
-        parsed = [
-            Event(
-                type=r.type,
-                email=r.email,
-                bounce=r.bounce,
-                diagnostic=r.diagnostic,
-                at=r.at,
-                message_id=r.message_id,
-                source=r.source,
-            )
-            for r in dsn.parse(raw)
-        ]
+        # A dsn.Report holds the same fields as an Event.
+        parsed = [Event(**dataclasses.asdict(r)) for r in dsn.parse(raw)]
     except Invalid as exc:
         parsed, error = [], exc
     source = parsed[0].source if parsed else "dsn"

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Forbidden, Unauthorized
 
-from mailprefs.domain import apikeys
+from mailprefs.domain import apikeys, audit
 from mailprefs.domain.models import ApiKey, Role
 from mailprefs.extensions import db_session
 
@@ -99,3 +99,26 @@ class Call:
 
     def header(self, name: str) -> str | None:
         return request.headers.get(name)
+
+    def audit(
+        self,
+        action: str,
+        target_type: str,
+        target_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record what this key did in the audit log, in the request's transaction."""
+        audit.record(
+            self.session,
+            self.actor,
+            action,
+            target_type=target_type,
+            target_id=target_id,
+            detail=detail,
+        )
+
+    def commit(self, status: int, reply: Any) -> tuple[int, Any]:
+        """Commit the request's work, then answer `reply` (built before the commit, which
+        expires the rows it was read from)."""
+        self.session.commit()
+        return status, reply

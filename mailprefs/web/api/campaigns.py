@@ -6,7 +6,7 @@ from flask import current_app
 
 from mailprefs import clock
 from mailprefs.delivery.preview import render_preview
-from mailprefs.domain import audit, campaigns, reputation, test_copies
+from mailprefs.domain import campaigns, reputation, test_copies
 from mailprefs.domain.outbox_models import Campaign
 from mailprefs.domain.topics import get_topic
 from mailprefs.extensions import get_tokens
@@ -23,8 +23,6 @@ from mailprefs.web.api.schemas import (
     TestSendIn,
     TestSendOut,
 )
-
-ROLES = ("marketing", "ops")
 
 
 def campaign_out(call: Call, campaign: Campaign) -> CampaignOut:
@@ -47,19 +45,14 @@ def campaign_out(call: Call, campaign: Campaign) -> CampaignOut:
     )
 
 
-@api.route(
+routes = api.group("campaigns", roles=("marketing", "ops"))
+
+
+@routes.post(
     "/campaigns",
-    "POST",
-    summary="Create a campaign (draft, or scheduled with send_at)",
-    description="Marketing keys may use marketing topics only. Subject, text and html are "
-    "templates rendered in a sandbox with the recipient's attributes. Honours "
-    "`Idempotency-Key`: a retried or racing create yields one campaign; the same key "
-    "with another body answers 409.",
-    roles=ROLES,
     body=CampaignIn,
     responses={201: CampaignCreated},
     errors=(409,),
-    tag="campaigns",
     headers=[HEADER],
     links={
         "GetCampaign": "get_campaigns_public_id",
@@ -68,6 +61,13 @@ def campaign_out(call: Call, campaign: Campaign) -> CampaignOut:
     },
 )
 def create_campaign(call: Call):
+    """Create a campaign (draft, or scheduled with send_at)
+
+    Marketing keys may use marketing topics only. Subject, text and html are templates
+    rendered in a sandbox with the recipient's attributes. Honours `Idempotency-Key`: a
+    retried or racing create yields one campaign; the same key with another body answers
+    409.
+    """
     body: CampaignIn = call.body
     topic = get_topic(call.session, body.topic)
     campaigns.authorize(call.role, topic)
@@ -84,14 +84,8 @@ def create_campaign(call: Call):
             created_by=call.actor,
         )
         # Inside `produce`: a replayed Idempotency-Key creates nothing and records nothing.
-        audit.record(
-            call.session,
-            call.actor,
-            "campaign.create",
-            target_type="campaign",
-            target_id=campaign.public_id,
-            detail={"topic": topic.slug, "status": campaign.status.value},
-        )
+        detail = {"topic": topic.slug, "status": campaign.status.value}
+        call.audit("campaign.create", "campaign", campaign.public_id, detail)
         return 201, CampaignCreated(id=campaign.public_id, status=campaign.status.value)
 
     return once(call, "campaigns.create", produce)
@@ -104,61 +98,38 @@ def _get(call: Call, public_id: str) -> Campaign:
     return campaign
 
 
-@api.route(
-    "/campaigns/<public_id>",
-    "GET",
-    summary="A campaign with its progress",
-    roles=ROLES,
-    responses={200: CampaignOut},
-    tag="campaigns",
-)
+@routes.get("/campaigns/<public_id>", responses={200: CampaignOut})
 def get_campaign(call: Call, public_id: str):
+    """A campaign with its progress"""
     return 200, campaign_out(call, _get(call, public_id))
 
 
-@api.route(
-    "/campaigns/<public_id>/audience",
-    "GET",
-    summary="Who would be allowed and who blocked, by reason (counts only)",
-    roles=ROLES,
-    responses={200: AudienceOut},
-    tag="campaigns",
-)
+@routes.get("/campaigns/<public_id>/audience", responses={200: AudienceOut})
 def campaign_audience(call: Call, public_id: str):
+    """Who would be allowed and who blocked, by reason (counts only)"""
     campaign = _get(call, public_id)
     return 200, AudienceOut(
         **campaigns.audience_counts(call.session, campaign.topic, campaign.audience)
     )
 
 
-@api.route(
-    "/campaigns/<public_id>/preview",
-    "GET",
-    summary="The rendered message for a sample recipient (placeholders, no personal data)",
-    roles=ROLES,
-    responses={200: PreviewOut},
-    tag="campaigns",
-)
+@routes.get("/campaigns/<public_id>/preview", responses={200: PreviewOut})
 def preview_campaign(call: Call, public_id: str):
+    """The rendered message for a sample recipient (placeholders, no personal data)"""
     campaign = _get(call, public_id)
     return 200, PreviewOut(**render_preview(current_app.config, get_tokens(), campaign))
 
 
-@api.route(
-    "/campaigns/<public_id>/test",
-    "POST",
-    summary="Queue a marked test copy for each staff address (not counted, not tracked)",
-    description="Addresses must belong to an active dashboard login or be listed in "
-    "MAILPREFS_TEST_ADDRESSES: test copies never go to the public. The copies are queued "
-    "in the outbox, audited, and sent by a worker ahead of everything else (within "
-    "seconds while one runs); `queued` lists them. `sent` and `failed` stay empty: they "
-    "are kept for clients of the earlier answer, which sent during the request.",
-    roles=ROLES,
-    body=TestSendIn,
-    responses={200: TestSendOut},
-    tag="campaigns",
-)
+@routes.post("/campaigns/<public_id>/test", body=TestSendIn, responses={200: TestSendOut})
 def test_campaign(call: Call, public_id: str):
+    """Queue a marked test copy for each staff address (not counted, not tracked)
+
+    Addresses must belong to an active dashboard login or be listed in
+    MAILPREFS_TEST_ADDRESSES: test copies never go to the public. The copies are queued in
+    the outbox, audited, and sent by a worker ahead of everything else (within seconds
+    while one runs); `queued` lists them. `sent` and `failed` stay empty: they are kept
+    for clients of the earlier answer, which sent during the request.
+    """
     campaign = _get(call, public_id)
     staff = test_copies.staff_addresses(
         call.session, current_app.config.get("MAILPREFS_TEST_ADDRESSES")
@@ -166,8 +137,7 @@ def test_campaign(call: Call, public_id: str):
     queued = test_copies.queue(
         call.session, campaign, call.body.emails, staff=staff, actor=call.actor
     )
-    call.session.commit()
-    return 200, TestSendOut(queued=queued, sent=[], failed=[])
+    return call.commit(200, TestSendOut(queued=queued, sent=[], failed=[]))
 
 
 def _control(call: Call, public_id: str, action) -> tuple[int, CampaignOut]:
@@ -177,17 +147,15 @@ def _control(call: Call, public_id: str, action) -> tuple[int, CampaignOut]:
     return 200, campaign_out(call, campaign)
 
 
-@api.route(
+@routes.post(
     "/campaigns/<public_id>/schedule",
-    "POST",
-    summary="Schedule (send_at omitted: now)",
-    roles=ROLES,
     body=ScheduleIn,
     responses={200: CampaignOut},
     errors=(409,),
-    tag="campaigns",
 )
 def schedule_campaign(call: Call, public_id: str):
+    """Schedule (send_at omitted: now)"""
+
     def schedule(session, campaign, actor):
         send_at = campaigns.check_send_at(call.body.send_at, clock.now())
         campaigns.schedule(session, campaign, send_at, actor)
@@ -195,40 +163,21 @@ def schedule_campaign(call: Call, public_id: str):
     return _control(call, public_id, schedule)
 
 
-@api.route(
-    "/campaigns/<public_id>/cancel",
-    "POST",
-    summary="Stop what has not been sent",
-    roles=ROLES,
-    responses={200: CampaignOut},
-    errors=(409,),
-    tag="campaigns",
-)
-def cancel_campaign(call: Call, public_id: str):
-    return _control(call, public_id, campaigns.cancel)
+def _controller(name: str, action, summary: str) -> None:
+    """A control that takes no body: `POST /campaigns/{id}/NAME` does `action`."""
+
+    def control(call: Call, public_id: str):
+        return _control(call, public_id, action)
+
+    control.__name__, control.__doc__ = f"{name}_campaign", summary
+    rule = f"/campaigns/<public_id>/{name}"
+    routes.post(rule, responses={200: CampaignOut}, errors=(409,))(control)
 
 
-@api.route(
-    "/campaigns/<public_id>/pause",
-    "POST",
-    summary="Hold sending",
-    roles=ROLES,
-    responses={200: CampaignOut},
-    errors=(409,),
-    tag="campaigns",
-)
-def pause_campaign(call: Call, public_id: str):
-    return _control(call, public_id, campaigns.pause)
-
-
-@api.route(
-    "/campaigns/<public_id>/resume",
-    "POST",
-    summary="Resume sending",
-    roles=ROLES,
-    responses={200: CampaignOut},
-    errors=(409,),
-    tag="campaigns",
-)
-def resume_campaign(call: Call, public_id: str):
-    return _control(call, public_id, campaigns.resume)
+# The controls without a body differ only in what they do: one table, three routes.
+for _name, _action, _summary in (
+    ("cancel", campaigns.cancel, "Stop what has not been sent"),
+    ("pause", campaigns.pause, "Hold sending"),
+    ("resume", campaigns.resume, "Resume sending"),
+):
+    _controller(_name, _action, _summary)

@@ -13,8 +13,9 @@ from flask import Response, current_app, request
 from pydantic import BaseModel, Field
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from mailprefs.domain import audit, imports
+from mailprefs.domain import imports
 from mailprefs.domain.errors import Conflict, Invalid
+from mailprefs.domain.import_models import Import
 from mailprefs.domain.import_read import FileProblem
 from mailprefs.domain.people import neutralise
 from mailprefs.extensions import get_db
@@ -24,7 +25,7 @@ from mailprefs.web.api.idempotency import HEADER
 from mailprefs.web.api.people import csv_lines
 from mailprefs.web.problems import problem
 
-OPS = ("ops",)
+routes = api.group("imports", roles=("ops",))
 FORMATS = {"text/csv": "csv", "application/x-ndjson": "ndjson"}
 CHUNK = 1 << 16
 ImportStatusName = Literal["queued", "running", "done", "failed", "cancelled"]
@@ -104,6 +105,35 @@ def _flag(name: str) -> bool:
     raise Invalid.field(name, "must be true or false")
 
 
+def _options() -> dict[str, Any]:
+    """The query's `kind`, `dry_run` and `send_confirmations`, as `imports.submit` takes them."""
+    kind = request.args.get("kind", "subscribers")
+    if kind not in ("subscribers", "suppressions"):
+        raise Invalid.field("kind", "must be subscribers or suppressions")
+    return {
+        "kind": kind,
+        "dry_run": _flag("dry_run"),
+        "send_confirmations": _flag("send_confirmations"),
+    }
+
+
+def _replayed(call: Call, key: str | None, options: dict[str, Any], path: str) -> Import | None:
+    """The import a retried request (the same Idempotency-Key) already made, its upload
+    deleted; Conflict when the key was used for another file or kind."""
+    first = imports.by_idempotency_key(call.session, call.actor, key) if key else None
+    if first is None:
+        return None
+    same = (options["kind"], options["dry_run"], file_sha256(path)) == (
+        first.kind.value,
+        first.dry_run,
+        first.sha256,
+    )
+    Path(path).unlink(missing_ok=True)
+    if not same:
+        raise Conflict("this Idempotency-Key was used for another file or kind")
+    return first
+
+
 def file_sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
@@ -131,29 +161,25 @@ def store_upload(stream: Any, directory: str, limit: int, suffix: str) -> str:
     return str(path)
 
 
-@api.route(
+@routes.post(
     "/imports",
-    "POST",
-    summary="Upload a CSV or NDJSON file to import (subscribers or suppressions)",
-    description="The body is stored as it arrives and checked whole before anything is "
-    "queued: a file that cannot be imported (not UTF-8, no `email` column, duplicate or "
-    "unknown columns, not CSV) answers 422 naming the line. Answers 202; the worker runs "
-    "the import. Bodies above MAILPREFS_IMPORT_MAX_BYTES answer 413. See docs/imports.md.",
-    roles=OPS,
     responses={202: ImportCreated},
     errors=(409,),
     body_types=tuple(FORMATS),
     headers=[HEADER, *QUERY],
-    tag="imports",
 )
 def create_import(call: Call):
+    """Upload a CSV or NDJSON file to import (subscribers or suppressions)
+
+    The body is stored as it arrives and checked whole before anything is queued: a file
+    that cannot be imported (not UTF-8, no `email` column, duplicate or unknown columns,
+    not CSV) answers 422 naming the line. Answers 202; the worker runs the import. Bodies
+    above MAILPREFS_IMPORT_MAX_BYTES answer 413. See docs/imports.md.
+    """
     fmt = FORMATS.get(request.mimetype or "")
     if fmt is None:
         return problem(415, "send the file as text/csv or application/x-ndjson")
-    kind = request.args.get("kind", "subscribers")
-    if kind not in ("subscribers", "suppressions"):
-        raise Invalid.field("kind", "must be subscribers or suppressions")
-    dry_run, send = _flag("dry_run"), _flag("send_confirmations")
+    options = _options()
     key = call.header("Idempotency-Key")
     if key is not None and not 0 < len(key) <= 255:
         raise Invalid.field("Idempotency-Key", "1 to 255 characters")
@@ -162,27 +188,11 @@ def create_import(call: Call):
     request.max_content_length = limit  # this route alone takes large bodies
     path = store_upload(request.stream, config["MAILPREFS_IMPORT_DIR"], limit, fmt)
     try:
-        if key is not None:
-            first = imports.by_idempotency_key(call.session, call.actor, key)
-            if first is not None:
-                same = (kind, dry_run, file_sha256(path)) == (
-                    first.kind.value,
-                    first.dry_run,
-                    first.sha256,
-                )
-                Path(path).unlink(missing_ok=True)
-                if not same:
-                    raise Conflict("this Idempotency-Key was used for another file or kind")
-                return 202, ImportCreated(id=first.public_id, status=first.status.value)
+        first = _replayed(call, key, options, path)
+        if first is not None:
+            return 202, ImportCreated(id=first.public_id, status=first.status.value)
         row = imports.submit(
-            call.session,
-            path=path,
-            kind=kind,
-            fmt=fmt,
-            actor=call.actor,
-            dry_run=dry_run,
-            send_confirmations=send,
-            idempotency_key=key,
+            call.session, path=path, fmt=fmt, actor=call.actor, idempotency_key=key, **options
         )
     except FileProblem as exc:
         Path(path).unlink(missing_ok=True)
@@ -194,36 +204,20 @@ def create_import(call: Call):
     except BaseException:
         Path(path).unlink(missing_ok=True)
         raise
-    audit.record(
-        call.session, call.actor, "import.create", target_type="import", target_id=row.public_id
-    )
-    reply = ImportCreated(id=row.public_id, status=row.status.value)
-    call.session.commit()
-    return 202, reply
+    call.audit("import.create", "import", row.public_id)
+    return call.commit(202, ImportCreated(id=row.public_id, status=row.status.value))
 
 
-@api.route(
-    "/imports/<public_id>",
-    "GET",
-    summary="An import's status, counts and first 100 errors",
-    roles=OPS,
-    responses={200: ImportOut},
-    tag="imports",
-)
+@routes.get("/imports/<public_id>", responses={200: ImportOut})
 def get_import(call: Call, public_id: str):
+    """An import's status, counts and first 100 errors"""
     row = imports.find(call.session, public_id)
     return 200, ImportOut(**imports.view(call.session, row))
 
 
-@api.route(
-    "/imports/<public_id>/errors",
-    "GET",
-    summary="Every rejected row as CSV: line,field,detail",
-    roles=OPS,
-    responses={200: None},
-    tag="imports",
-)
+@routes.get("/imports/<public_id>/errors", responses={200: None})
 def import_errors(call: Call, public_id: str):
+    """Every rejected row as CSV: line,field,detail"""
     row = imports.find(call.session, public_id)
 
     db = get_db()  # the answer streams after the app context has ended
@@ -244,22 +238,15 @@ def import_errors(call: Call, public_id: str):
     return response
 
 
-@api.route(
-    "/imports/<public_id>/cancel",
-    "POST",
-    summary="Stop an import: what was committed stays, nothing half-written",
-    description="A queued import is cancelled at once; a running one stops before its "
-    "next batch. A finished import answers 409.",
-    roles=OPS,
-    responses={200: ImportCreated},
-    errors=(409,),
-    tag="imports",
-)
+@routes.post("/imports/<public_id>/cancel", responses={200: ImportCreated}, errors=(409,))
 def cancel_import(call: Call, public_id: str):
+    """Stop an import: what was committed stays, nothing half-written
+
+    A queued import is cancelled at once; a running one stops before its next batch. A
+    finished import answers 409.
+    """
     row = imports.cancel(call.session, imports.find(call.session, public_id))
-    audit.record(
-        call.session, call.actor, "import.cancel", target_type="import", target_id=public_id
-    )
+    call.audit("import.cancel", "import", public_id)
     reply = ImportCreated(id=row.public_id, status=row.status.value)
     call.session.commit()
     imports.discard_file(get_db(), row.id)

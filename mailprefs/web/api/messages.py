@@ -11,26 +11,25 @@ from mailprefs.web.api.auth import Call
 from mailprefs.web.api.idempotency import HEADER, once
 from mailprefs.web.api.schemas import MessageIn, MessageOut
 
-ROLES = ("ops", "transactional")
+routes = api.group("messages", roles=("ops", "transactional"))
 
 
-@api.route(
+@routes.post(
     "/messages",
-    "POST",
-    summary="Send one administrative message to one subscriber",
-    description="`to` is a subscriber's public id or address. The gate decides now and "
-    "again at sending; a blocked message answers 202 with status `blocked` and the reason "
-    "(`unknown_recipient` for an address nobody registered). Sent ahead of marketing. "
-    "Honours `Idempotency-Key`.",
-    roles=ROLES,
     body=MessageIn,
     responses={202: MessageOut},
     errors=(404, 409),
-    tag="messages",
     headers=[HEADER],
     links={"GetMessage": "get_messages_public_id"},
 )
 def send_message(call: Call):
+    """Send one administrative message to one subscriber
+
+    `to` is a subscriber's public id or address. The gate decides now and again at
+    sending; a blocked message answers 202 with status `blocked` and the reason
+    (`unknown_recipient` for an address nobody registered). Sent ahead of marketing.
+    Honours `Idempotency-Key`.
+    """
     body: MessageIn = call.body
     topic = get_topic(call.session, body.topic)
 
@@ -54,14 +53,8 @@ def send_message(call: Call):
     return once(call, "messages.create", produce)
 
 
-@api.route(
-    "/messages/<public_id>",
-    "GET",
-    summary="Where a single message is",
-    roles=ROLES,
-    responses={200: MessageOut},
-    tag="messages",
-)
+@routes.get("/messages/<public_id>", responses={200: MessageOut})
 def get_message(call: Call, public_id: str):
+    """Where a single message is"""
     _campaign, delivery = messages.get(call.session, public_id)
     return 200, MessageOut(id=public_id, status=delivery.status.value, reason=delivery.reason)

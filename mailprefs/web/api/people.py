@@ -12,14 +12,14 @@ from typing import Any
 from flask import Response, current_app, request
 from pydantic import BaseModel, Field
 
-from mailprefs.domain import audit, people
+from mailprefs.domain import people
 from mailprefs.domain.errors import Invalid
 from mailprefs.extensions import get_db
 from mailprefs.web.api import api
 from mailprefs.web.api.auth import Call
 from mailprefs.web.api.schemas import SubscriberStatusName, TopicStateName
 
-OPS = ("ops",)
+routes = api.group("subscribers", roles=("ops",))
 DEFAULT_LIMIT = 50
 
 
@@ -124,17 +124,9 @@ def _limit() -> int:
     return int(raw)
 
 
-@api.route(
-    "/subscribers",
-    "GET",
-    summary="Find people: filtered, cursor-paginated (every person listed is an audited read)",
-    roles=OPS,
-    responses={200: PersonPage},
-    errors=(422,),
-    headers=FILTERS + PAGING,
-    tag="subscribers",
-)
+@routes.get("/subscribers", responses={200: PersonPage}, errors=(422,), headers=FILTERS + PAGING)
 def list_subscribers(call: Call):
+    """Find people: filtered, cursor-paginated (every person listed is an audited read)"""
     filters = filters_from_request()
     key = current_app.config["MAILPREFS_HASH_KEY"]
     found, states, next_cursor = people.page(
@@ -142,68 +134,41 @@ def list_subscribers(call: Call):
     )
     detail = {"via": "list", "filters": filters.described()}
     for person in found:
-        audit.record(
-            call.session,
-            call.actor,
-            "subscriber.read",
-            target_type="subscriber",
-            target_id=person.public_id,
-            detail=detail,
+        call.audit("subscriber.read", "subscriber", person.public_id, detail)
+    items = [
+        PersonItem(
+            id=p.public_id,
+            email=p.email,
+            status=p.status.value,
+            created_at=p.created_at,
+            updated_at=p.updated_at,
+            topics=states[p.id],
         )
-    reply = PersonPage(
-        items=[
-            PersonItem(
-                id=p.public_id,
-                email=p.email,
-                status=p.status.value,
-                created_at=p.created_at,
-                updated_at=p.updated_at,
-                topics=states[p.id],
-            )
-            for p in found
-        ],
-        next_cursor=next_cursor,
-    )
-    call.session.commit()
-    return 200, reply
+        for p in found
+    ]
+    return call.commit(200, PersonPage(items=items, next_cursor=next_cursor))
 
 
-@api.route(
-    "/counts/topics",
-    "GET",
-    summary="How many people, by status and by marketing topic state (numbers only)",
-    roles=("marketing", "ops"),
-    responses={200: AudienceCounts},
-    tag="topics",
+@routes.get(
+    "/counts/topics", roles=("marketing", "ops"), responses={200: AudienceCounts}, tag="topics"
 )
 def subscriber_counts(call: Call):
+    """How many people, by status and by marketing topic state (numbers only)"""
     return 200, AudienceCounts(**people.counts(call.session))
 
 
-@api.route(
-    "/exports/subscribers",
-    "GET",
-    summary="A filtered set of people as CSV, streamed (audited)",
-    description="Columns: id, email, status, created_at, updated_at, one per topic (its "
-    "state), attributes (JSON). A cell that starts with =, +, -, @, tab or CR is prefixed "
-    "with ' so a spreadsheet does not run it as a formula. Same filters as the list.",
-    roles=OPS,
-    responses={200: None},
-    errors=(422,),
-    headers=FILTERS,
-    tag="subscribers",
-)
+@routes.get("/exports/subscribers", responses={200: None}, errors=(422,), headers=FILTERS)
 def export_subscribers(call: Call):
+    """A filtered set of people as CSV, streamed (audited)
+
+    Columns: id, email, status, created_at, updated_at, one per topic (its state),
+    attributes (JSON). A cell that starts with =, +, -, @, tab or CR is prefixed with ' so
+    a spreadsheet does not run it as a formula. Same filters as the list.
+    """
     filters = filters_from_request()
     key = current_app.config["MAILPREFS_HASH_KEY"]
     header, _ = people.export_rows(call.session, filters, hash_key=key)  # 422 before any row
-    audit.record(
-        call.session,
-        call.actor,
-        "subscriber.export_list",
-        target_type="subscriber",
-        detail={"filters": filters.described()},
-    )
+    call.audit("subscriber.export_list", "subscriber", detail={"filters": filters.described()})
     call.session.commit()
 
     db = get_db()  # the answer streams after the app context has ended

@@ -15,7 +15,7 @@ from mailprefs.web.api.auth import Call
 from mailprefs.web.api.idempotency import HEADER, once
 from mailprefs.web.api.schemas import NO_NUL, CampaignStats, CampaignStatusName, Strict
 
-ROLES = ("ops",)
+routes = api.group("policies", roles=("ops",))
 
 Version = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 Title = Annotated[
@@ -95,24 +95,18 @@ def policy_out(call: Call, policy: PolicyVersion, in_force: str | None) -> Polic
     )
 
 
-@api.route(
-    "/policies",
-    "POST",
-    summary="Announce a privacy policy change or a transfer of data",
-    description="Records the version and schedules its notice: administrative mail to "
-    "every registered, active person (opted out of marketing or not), at announce_at. "
-    "People who register before the policy takes effect are sent it too. effective_at "
-    "must come at least MAILPREFS_POLICY_NOTICE_DAYS (default 30) after announce_at and "
-    "after every earlier version's. A known version answers 409. Honours "
-    "`Idempotency-Key`.",
-    roles=ROLES,
-    body=PolicyIn,
-    responses={201: PolicyOut},
-    errors=(409,),
-    tag="policies",
-    headers=[HEADER],
+@routes.post(
+    "/policies", body=PolicyIn, responses={201: PolicyOut}, errors=(409,), headers=[HEADER]
 )
 def create_policy(call: Call):
+    """Announce a privacy policy change or a transfer of data
+
+    Records the version and schedules its notice: administrative mail to every registered,
+    active person (opted out of marketing or not), at announce_at. People who register
+    before the policy takes effect are sent it too. effective_at must come at least
+    MAILPREFS_POLICY_NOTICE_DAYS (default 30) after announce_at and after every earlier
+    version's. A known version answers 409. Honours `Idempotency-Key`.
+    """
     body: PolicyIn = call.body
     config = current_app.config
     settings = policies.NoticeSettings(
@@ -120,50 +114,29 @@ def create_policy(call: Call):
         org_name=config["MAILPREFS_ORG_NAME"],
         contact_email=config["MAILPREFS_CONTACT_EMAIL"],
     )
+    # The body's fields are the announcement's, its kind a name of PolicyKind.
+    announcement = policies.Announcement(
+        **body.model_dump(exclude={"kind"}), kind=PolicyKind(body.kind)
+    )
 
     def produce():
-        policy = policies.announce(
-            call.session,
-            policies.Announcement(
-                version=body.version,
-                title=body.title,
-                summary=body.summary,
-                url=body.url,
-                effective_at=body.effective_at,
-                announce_at=body.announce_at,
-                kind=PolicyKind(body.kind),
-            ),
-            settings,
-            call.actor,
-        )
+        policy = policies.announce(call.session, announcement, settings, call.actor)
         return 201, policy_out(call, policy, policies.in_force(call.session))
 
     return once(call, "policies.create", produce)
 
 
-@api.route(
-    "/policies",
-    "GET",
-    summary="Policy versions, latest first, with their notices' progress",
-    roles=ROLES,
-    responses={200: PolicyList},
-    tag="policies",
-)
+@routes.get("/policies", responses={200: PolicyList})
 def list_policies(call: Call):
+    """Policy versions, latest first, with their notices' progress"""
     in_force = policies.in_force(call.session)
     return 200, PolicyList(
         [policy_out(call, p, in_force) for p in policies.list_versions(call.session)]
     )
 
 
-@api.route(
-    "/policies/<version>",
-    "GET",
-    summary="One policy version with its notice's progress",
-    roles=ROLES,
-    responses={200: PolicyOut},
-    tag="policies",
-)
+@routes.get("/policies/<version>", responses={200: PolicyOut})
 def get_policy(call: Call, version: str):
+    """One policy version with its notice's progress"""
     policy = policies.get(call.session, version)
     return 200, policy_out(call, policy, policies.in_force(call.session))

@@ -1,5 +1,7 @@
 """Declared API routes: one decorator gives access control, body validation and the
 route's entry in the OpenAPI 3.1 document, so the document cannot drift from the code.
+The handler's docstring is its summary and description there; `Api.group` says once the
+tag and roles an area's routes share.
 
 Validation is pydantic's (strict types, unknown fields refused); the JSON Schemas in the
 document are pydantic's too.
@@ -7,10 +9,11 @@ document are pydantic's too.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import wraps
+from functools import partialmethod, wraps
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -104,6 +107,35 @@ def validation_errors(exc: ValidationError) -> tuple[int, list[dict[str, str]]]:
     return status, [{"field": f, "detail": d} for f, d in by_field.items()]
 
 
+def docstring_text(handler: Callable[..., Any]) -> tuple[str, str]:
+    """A handler's docstring as the operation's summary (its first paragraph) and
+    description (the paragraphs after it, separated by a blank line). A paragraph's lines
+    are joined by spaces, so the document reads as if each were written on one line."""
+    paragraphs = re.split(r"\n\s*\n", inspect.cleandoc(handler.__doc__ or ""))
+    joined = [" ".join(line.strip() for line in p.splitlines()) for p in paragraphs]
+    return joined[0], "\n\n".join(joined[1:])
+
+
+class Routes:
+    """The routes of one area: `routes.get(rule, responses=...)` and so on, with the
+    area's tag and roles said once (a route may still give its own)."""
+
+    def __init__(self, api: Api, tag: str, roles: tuple[str, ...] | None) -> None:
+        self.api = api
+        self.tag = tag
+        self.roles = roles
+
+    def route(self, method: str, rule: str, **options: Any) -> Callable[..., Any]:
+        options.setdefault("tag", self.tag)
+        options.setdefault("roles", self.roles)
+        return self.api.route(rule, method, **options)
+
+    get = partialmethod(route, "GET")
+    post = partialmethod(route, "POST")
+    patch = partialmethod(route, "PATCH")
+    delete = partialmethod(route, "DELETE")
+
+
 class Api:
     """The routes of one blueprint, and the document that describes them."""
 
@@ -116,41 +148,47 @@ class Api:
         rule: str,
         method: str,
         *,
-        summary: str,
         roles: tuple[str, ...] | None,
         responses: dict[int, type[BaseModel] | None],
+        tag: str,
+        summary: str = "",
         body: type[BaseModel] | None = None,
         errors: tuple[int, ...] = (),
-        tag: str,
         body_types: tuple[str, ...] = JSON_TYPES,
         description: str = "",
         headers: list[dict[str, Any]] | None = None,
         links: dict[str, str] | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        operation = Operation(
-            rule=rule,
-            method=method.lower(),
-            summary=summary,
-            roles=roles,
-            body=body,
-            responses=responses,
-            errors=set(errors),
-            tag=tag,
-            body_types=body_types,
-            description=description,
-            headers=headers or [],
-            links=links or {},
-        )
-        if roles is not None:
-            operation.errors |= {401, 403, 429}
-        if body is not None or body_types != JSON_TYPES:
-            operation.errors |= {400, 413, 415, 422}
-        if operation.path_params:
-            operation.errors.add(404)
-        operation.errors.add(500)
-        self.operations.append(operation)
+        """Declare a route. Its summary and description are the handler's docstring
+        (see `docstring_text`) unless given here."""
 
         def decorator(handler: Callable[..., Any]) -> Callable[..., Any]:
+            doc_summary, doc_description = docstring_text(handler)
+            operation = Operation(
+                rule=rule,
+                method=method.lower(),
+                summary=summary or doc_summary,
+                roles=roles,
+                body=body,
+                responses=responses,
+                errors=set(errors),
+                tag=tag,
+                body_types=body_types,
+                description=description or doc_description,
+                headers=headers or [],
+                links=links or {},
+            )
+            if not operation.summary:
+                raise TypeError(f"the API route {handler.__name__} needs a docstring (summary)")
+            if roles is not None:
+                operation.errors |= {401, 403, 429}
+            if body is not None or body_types != JSON_TYPES:
+                operation.errors |= {400, 413, 415, 422}
+            if operation.path_params:
+                operation.errors.add(404)
+            operation.errors.add(500)
+            self.operations.append(operation)
+
             @wraps(handler)
             def view(**params: str) -> Response:
                 if any("\x00" in value for value in params.values()):
@@ -160,31 +198,20 @@ class Api:
                     key = authenticate(roles)
                 call = Call.current(key)
                 if body is not None:
-                    if not request.mimetype or request.mimetype not in body_types:
-                        return problem(415, f"send the body as {' or '.join(body_types)}")
-                    raw = request.get_data(cache=True)
-                    try:
-                        call.body = body.model_validate_json(raw or b"")
-                    except ValidationError as exc:
-                        status, errs = validation_errors(exc)
-                        detail = "the body is not valid JSON" if status == 400 else None
-                        return problem(status, detail or "invalid input", errors=errs)
-                    # Python's JSON (and pydantic's) reads NaN, Infinity and 1e400 as
-                    # floats; they are not JSON and must never be stored (finding 1).
-                    where = first_non_finite(call.body.model_dump(), "")
-                    if where is not None:
-                        return problem(
-                            422,
-                            "invalid input",
-                            errors=[{"field": where, "detail": NON_FINITE_DETAIL}],
-                        )
+                    refused = _read_body(call, body, body_types)
+                    if refused is not None:
+                        return refused
                 return _reply(handler(call, **params))
 
-            view.__name__ = handler.__name__
             self.blueprint.add_url_rule(rule, view_func=view, methods=[method.upper()])
             return view
 
         return decorator
+
+    def group(self, tag: str, *, roles: tuple[str, ...] | None) -> Routes:
+        """The routes of one area of the API, which share an OpenAPI tag and (mostly) the
+        roles allowed."""
+        return Routes(self, tag, roles)
 
     def document(self, *, title: str, version: str, topics: dict[str, list[str]]) -> dict[str, Any]:
         models = {Problem}
@@ -280,6 +307,25 @@ class Api:
                 entry["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
             doc["responses"][str(status)] = entry
         return doc
+
+
+def _read_body(call: Call, body: type[BaseModel], body_types: tuple[str, ...]) -> Response | None:
+    """Validate the request body into `call.body`; the problem answer if it is refused."""
+    if not request.mimetype or request.mimetype not in body_types:
+        return problem(415, f"send the body as {' or '.join(body_types)}")
+    raw = request.get_data(cache=True)
+    try:
+        call.body = body.model_validate_json(raw or b"")
+    except ValidationError as exc:
+        status, errs = validation_errors(exc)
+        detail = "the body is not valid JSON" if status == 400 else None
+        return problem(status, detail or "invalid input", errors=errs)
+    # Python's JSON (and pydantic's) reads NaN, Infinity and 1e400 as floats; they are
+    # not JSON and must never be stored (finding 1).
+    where = first_non_finite(call.body.model_dump(), "")
+    if where is not None:
+        return problem(422, "invalid input", errors=[{"field": where, "detail": NON_FINITE_DETAIL}])
+    return None
 
 
 def _is_input(model: type[BaseModel], operations: list[Operation]) -> bool:

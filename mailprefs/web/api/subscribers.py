@@ -7,9 +7,9 @@ from datetime import timedelta
 from flask import current_app
 
 from mailprefs.delivery.transport import remove_captured_for
-from mailprefs.domain import audit, confirmations, consent, reactivation, subscribers
+from mailprefs.domain import confirmations, consent, reactivation, subscribers
 from mailprefs.domain.consent import Evidence
-from mailprefs.domain.models import ConsentAction, Subscriber, SubscriberStatus
+from mailprefs.domain.models import ConsentAction, Subscriber
 from mailprefs.domain.subscribers import ConsentRequest
 from mailprefs.domain.topics import get_topic
 from mailprefs.extensions import get_db
@@ -28,6 +28,7 @@ from mailprefs.web.api.schemas import (
 
 MARKETING_OR_OPS = ("marketing", "ops")
 OPS = ("ops",)
+routes = api.group("subscribers", roles=OPS)
 
 
 def _evidence(call: Call, consent_in: ConsentIn) -> Evidence:
@@ -111,23 +112,11 @@ def create_subscriber(call: Call):
     return (201 if created else 200), reply
 
 
-@api.route(
-    "/subscribers/<public_id>",
-    "GET",
-    summary="A subscriber's profile, topic states and consent history (audited)",
-    roles=OPS,
-    responses={200: SubscriberDetail},
-    tag="subscribers",
-)
+@routes.get("/subscribers/<public_id>", responses={200: SubscriberDetail})
 def get_subscriber(call: Call, public_id: str):
+    """A subscriber's profile, topic states and consent history (audited)"""
     subscriber = subscribers.find_by_public_id(call.session, public_id)
-    audit.record(
-        call.session,
-        call.actor,
-        "subscriber.read",
-        target_type="subscriber",
-        target_id=public_id,
-    )
+    call.audit("subscriber.read", "subscriber", public_id)
     reply = SubscriberDetail(
         **summary(call, subscriber),
         email=subscriber.email,
@@ -139,24 +128,23 @@ def get_subscriber(call: Call, public_id: str):
             subscribers.event_json(e) for e in consent.history(call.session, subscriber)
         ],
     )
-    call.session.commit()
-    return 200, reply
+    return call.commit(200, reply)
 
 
-@api.route(
+@routes.post(
     "/subscribers/<public_id>/consents",
-    "POST",
-    summary="Record an opt-in or opt-out with its evidence",
-    description="Answers 201 with the new states; `changed` is false when the person "
-    "already was in that state (nothing is recorded twice). Opting in to a deactivated "
-    "account answers 409: only registering again opts in again.",
     roles=MARKETING_OR_OPS,
     body=ConsentChangeIn,
     responses={201: ConsentChangeOut},
     errors=(409,),
-    tag="subscribers",
 )
 def change_consent(call: Call, public_id: str):
+    """Record an opt-in or opt-out with its evidence
+
+    Answers 201 with the new states; `changed` is false when the person already was in
+    that state (nothing is recorded twice). Opting in to a deactivated account answers
+    409: only registering again opts in again.
+    """
     body: ConsentChangeIn = call.body
     subscriber = subscribers.find_by_public_id(call.session, public_id)
     topic = get_topic(call.session, body.topic)
@@ -164,74 +152,45 @@ def change_consent(call: Call, public_id: str):
         call.session, subscriber, topic, ConsentAction(body.action), _evidence(call, body)
     )
     confirmations.after_change(call.session, subscriber, topic, state, event, call.actor)
-    reply = ConsentChangeOut(**summary(call, subscriber), changed=event is not None)
-    call.session.commit()
-    return 201, reply
+    return call.commit(
+        201, ConsentChangeOut(**summary(call, subscriber), changed=event is not None)
+    )
 
 
-@api.route(
-    "/subscribers/<public_id>",
-    "DELETE",
-    summary="Erase a subscriber's personal data",
-    description="Keeps only a one-way hash of the address on the suppression list. Idempotent.",
-    roles=OPS,
-    responses={204: None},
-    tag="subscribers",
-)
+@routes.delete("/subscribers/<public_id>", responses={204: None})
 def erase_subscriber(call: Call, public_id: str):
+    """Erase a subscriber's personal data
+
+    Keeps only a one-way hash of the address on the suppression list. Idempotent.
+    """
+    return _erase(call, public_id, "by_request")
+
+
+@routes.post("/subscribers/<public_id>/underage", responses={204: None})
+def mark_underage(call: Call, public_id: str):
+    """Mark a person as known to be under 13, which erases them"""
+    return _erase(call, public_id, "underage")
+
+
+def _erase(call: Call, public_id: str, reason: str) -> tuple[int, None]:
+    """Erase (nothing to do for someone already erased); once that commits, old row
+    versions out of the database files, and the captured copies of mail to the person
+    (where mail is captured) deleted."""
     subscriber = subscribers.find_by_public_id(call.session, public_id, allow_erased=True)
     address = subscriber.email
-    subscribers.erase(call.session, subscriber, hash_key=_hash_key(), actor=call.actor)
+    subscribers.erase(
+        call.session, subscriber, hash_key=_hash_key(), actor=call.actor, reason=reason
+    )
     call.session.commit()
-    _purge(address)
-    return 204, None
-
-
-def _purge(address: str | None) -> None:
-    """After an erasure commits: old row versions out of the database files, and the
-    captured copies of mail to the person (where mail is captured) deleted."""
     get_db().purge_erased()
     if address and current_app.config.get("MAILPREFS_CAPTURE_MAIL"):
         remove_captured_for(current_app.config["MAILPREFS_MAIL_CAPTURE_DIR"], address)
-
-
-@api.route(
-    "/subscribers/<public_id>/underage",
-    "POST",
-    summary="Mark a person as known to be under 13, which erases them",
-    roles=OPS,
-    responses={204: None},
-    tag="subscribers",
-)
-def mark_underage(call: Call, public_id: str):
-    subscriber = subscribers.find_by_public_id(call.session, public_id, allow_erased=True)
-    address = subscriber.email
-    if subscriber.status != SubscriberStatus.ERASED:
-        subscribers.erase(
-            call.session, subscriber, hash_key=_hash_key(), actor=call.actor, reason="underage"
-        )
-    call.session.commit()
-    _purge(address)
     return 204, None
 
 
-@api.route(
-    "/subscribers/<public_id>/export",
-    "GET",
-    summary="Everything held about a person, consent events included (audited)",
-    roles=OPS,
-    responses={200: SubscriberExport},
-    tag="subscribers",
-)
+@routes.get("/subscribers/<public_id>/export", responses={200: SubscriberExport})
 def export_subscriber(call: Call, public_id: str):
+    """Everything held about a person, consent events included (audited)"""
     subscriber = subscribers.find_by_public_id(call.session, public_id)
-    audit.record(
-        call.session,
-        call.actor,
-        "subscriber.export",
-        target_type="subscriber",
-        target_id=public_id,
-    )
-    reply = SubscriberExport(**subscribers.export(call.session, subscriber))
-    call.session.commit()
-    return 200, reply
+    call.audit("subscriber.export", "subscriber", public_id)
+    return call.commit(200, SubscriberExport(**subscribers.export(call.session, subscriber)))

@@ -16,6 +16,7 @@ from mailprefs.web.api.schemas import Strict, TopicList, TopicOut
 
 ANY_ROLE = ("marketing", "ops", "admin", "transactional")
 ADMIN = ("admin",)
+routes = api.group("topics", roles=ADMIN)
 _ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_ONE_LINE)]
 Description = Annotated[str, StringConstraints(max_length=2000, pattern=r"^[^\x00]*$")]
@@ -71,15 +72,9 @@ def _detail(topic: Topic) -> TopicDetail:
     )
 
 
-@api.route(
-    "/topics",
-    "GET",
-    summary="List topics",
-    roles=ANY_ROLE,
-    responses={200: TopicList},
-    tag="topics",
-)
+@routes.get("/topics", roles=ANY_ROLE, responses={200: TopicList})
 def get_topics(call: Call):
+    """List topics"""
     topics = [
         TopicOut(slug=t.slug, name=t.name, kind=t.kind.value, double_opt_in=t.double_opt_in)
         for t in list_topics(call.session)
@@ -87,62 +82,31 @@ def get_topics(call: Call):
     return 200, TopicList(topics)
 
 
-@api.route(
-    "/topics",
-    "POST",
-    summary="Create a topic (admin; audited)",
-    description="The slug and the kind are fixed once created; consent is recorded per "
-    "topic and stream.",
-    roles=ADMIN,
-    body=TopicIn,
-    responses={201: TopicDetail},
-    errors=(409,),
-    tag="topics",
-)
+@routes.post("/topics", body=TopicIn, responses={201: TopicDetail}, errors=(409,))
 def create_topic(call: Call):
+    """Create a topic (admin; audited)
+
+    The slug and the kind are fixed once created; consent is recorded per topic and
+    stream.
+    """
     body: TopicIn = call.body
-    topic = topic_admin.create(
-        call.session,
-        slug=body.slug,
-        name=body.name,
-        kind=body.kind,
-        double_opt_in=body.double_opt_in,
-        description=body.description,
-        from_addr=body.from_,
-        actor=call.actor,
-    )
-    call.session.commit()
-    return 201, _detail(topic)
+    given = body.model_dump(exclude={"from_"})
+    topic = topic_admin.create(call.session, **given, from_addr=body.from_, actor=call.actor)
+    return call.commit(201, _detail(topic))
 
 
-@api.route(
-    "/topics/<slug>",
-    "PATCH",
-    summary="Rename, describe, set double opt-in or a sender, retire or restore a topic "
-    "(admin; audited)",
-    roles=ADMIN,
-    body=TopicPatch,
-    responses={200: TopicDetail},
-    errors=(409,),
-    tag="topics",
-)
+@routes.patch("/topics/<slug>", body=TopicPatch, responses={200: TopicDetail}, errors=(409,))
 def patch_topic(call: Call, slug: str):
+    """Rename, describe, set double opt-in or a sender, retire or restore a topic (admin;
+    audited)
+    """
     body: TopicPatch = call.body
-    given = body.model_fields_set
     change = topic_admin.TopicChange()
-    for field, attribute in (
-        ("name", "name"),
-        ("description", "description"),
-        ("double_opt_in", "double_opt_in"),
-        ("from_", "from_addr"),
-        ("active", "active"),
-    ):
-        if field in given:
-            value = getattr(body, field)
-            if value is None and field != "from_":
-                continue  # null means "leave it" for every field but the sender
-            setattr(change, attribute, value)
+    for field in body.model_fields_set:
+        value = getattr(body, field)
+        if value is None and field != "from_":
+            continue  # null means "leave it" for every field but the sender
+        setattr(change, "from_addr" if field == "from_" else field, value)
     topic = topic_admin.find(call.session, slug)
     topic_admin.update(call.session, topic, change, call.actor)
-    call.session.commit()
-    return 200, _detail(topic)
+    return call.commit(200, _detail(topic))

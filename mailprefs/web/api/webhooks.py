@@ -6,15 +6,13 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from flask import current_app
-from pydantic import BaseModel, Field, RootModel, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints
 
 from mailprefs.domain import webhooks
-from mailprefs.domain.webhook_models import WebhookEndpoint
 from mailprefs.web.api import api
 from mailprefs.web.api.auth import Call
 from mailprefs.web.api.schemas import Strict
 
-ADMIN = ("admin",)
 EventName = Literal[
     "subscription.changed",
     "subscriber.erased",
@@ -22,17 +20,8 @@ EventName = Literal[
     "complaint.received",
     "campaign.paused",
 ]
+routes = api.group("webhooks", roles=("admin",))
 Url = Annotated[str, StringConstraints(min_length=8, max_length=2000, pattern=r"^[^\s\x00]*$")]
-
-DESCRIPTION = (
-    'Each event is POSTed as JSON `{"id", "type", "created_at", "data"}` with the '
-    "header `Mailprefs-Signature: t=UNIX,v1=HEX`, where HEX is HMAC-SHA256 keyed with the "
-    'endpoint\'s secret over the bytes `t + "." + body`. Delivered at least once (deduplicate '
-    "on `id`), in order per person, retried with backoff for 24 hours, then marked failed. "
-    "`data` holds public ids; the address (`data.email`) only for endpoints registered "
-    "with `include_email` (audited). The URL must be https (plain http only to a loopback "
-    "address in development). See docs/reputation.md."
-)
 
 
 class WebhookIn(Strict):
@@ -42,7 +31,10 @@ class WebhookIn(Strict):
 
 
 class WebhookOut(BaseModel):
-    id: str
+    # Read from the endpoint row itself, whose public id is the `id` shown.
+    model_config = ConfigDict(from_attributes=True, validate_by_name=True)
+
+    id: str = Field(validation_alias="public_id")
     url: str
     events: list[str]
     include_email: bool
@@ -57,39 +49,26 @@ class WebhookList(RootModel[list[WebhookOut]]):
     pass
 
 
-def _out(row: WebhookEndpoint) -> WebhookOut:
-    return WebhookOut(
-        id=row.public_id,
-        url=row.url,
-        events=row.events,
-        include_email=row.include_email,
-        created_at=row.created_at,
+@routes.get("/webhooks", responses={200: WebhookList})
+def list_webhooks(call: Call):
+    """Registered webhook endpoints (secrets are never shown again)"""
+    return 200, WebhookList(
+        [WebhookOut.model_validate(row) for row in webhooks.active(call.session)]
     )
 
 
-@api.route(
-    "/webhooks",
-    "GET",
-    summary="Registered webhook endpoints (secrets are never shown again)",
-    roles=ADMIN,
-    responses={200: WebhookList},
-    tag="webhooks",
-)
-def list_webhooks(call: Call):
-    return 200, WebhookList([_out(row) for row in webhooks.active(call.session)])
-
-
-@api.route(
-    "/webhooks",
-    "POST",
-    summary="Register an endpoint for outgoing events",
-    description=DESCRIPTION,
-    roles=ADMIN,
-    body=WebhookIn,
-    responses={201: WebhookCreated},
-    tag="webhooks",
-)
+@routes.post("/webhooks", body=WebhookIn, responses={201: WebhookCreated})
 def create_webhook(call: Call):
+    """Register an endpoint for outgoing events
+
+    Each event is POSTed as JSON `{"id", "type", "created_at", "data"}` with the header
+    `Mailprefs-Signature: t=UNIX,v1=HEX`, where HEX is HMAC-SHA256 keyed with the
+    endpoint's secret over the bytes `t + "." + body`. Delivered at least once
+    (deduplicate on `id`), in order per person, retried with backoff for 24 hours, then
+    marked failed. `data` holds public ids; the address (`data.email`) only for endpoints
+    registered with `include_email` (audited). The URL must be https (plain http only to a
+    loopback address in development). See docs/reputation.md.
+    """
     body: WebhookIn = call.body
     row, secret = webhooks.register(
         call.session,
@@ -99,19 +78,12 @@ def create_webhook(call: Call):
         actor=call.actor,
         environment=current_app.config["MAILPREFS_ENV"],
     )
-    call.session.commit()
-    return 201, WebhookCreated(**_out(row).model_dump(), secret=secret)
+    shown = WebhookOut.model_validate(row).model_dump()
+    return call.commit(201, WebhookCreated(**shown, secret=secret))
 
 
-@api.route(
-    "/webhooks/<public_id>",
-    "DELETE",
-    summary="Stop sending to an endpoint (what it had pending is cancelled)",
-    roles=ADMIN,
-    responses={204: None},
-    tag="webhooks",
-)
+@routes.delete("/webhooks/<public_id>", responses={204: None})
 def delete_webhook(call: Call, public_id: str):
+    """Stop sending to an endpoint (what it had pending is cancelled)"""
     webhooks.delete(call.session, webhooks.get(call.session, public_id), call.actor)
-    call.session.commit()
-    return 204, None
+    return call.commit(204, None)
