@@ -9,9 +9,13 @@ ends it at its next request, wherever it is.
 
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, render_template, request, session, url_for
+from collections.abc import Callable
+from typing import TypeVar
+
+from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
+from sqlalchemy.orm import Session
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
@@ -20,7 +24,7 @@ from mailprefs.domain.errors import Conflict, Invalid, NotFound
 from mailprefs.domain.models import User
 from mailprefs.extensions import db_session, limiter
 from mailprefs.web.dashboard import bp
-from mailprefs.web.dashboard.common import record
+from mailprefs.web.dashboard.common import record, refused
 from mailprefs.web.dashboard.forms import ActionForm
 
 SID = "staff_session"
@@ -29,6 +33,9 @@ PENDING_NEXT = "second_factor_next"
 SETUP_SLOT = "totp_setup"  # the secret being set up, until confirmed
 FAILURES = "second_factor_failures"
 MAX_SECOND_FACTOR_FAILURES = 5
+ACCOUNT_PAGE = "dashboard.account_page"
+
+T = TypeVar("T")
 
 
 class PasswordForm(FlaskForm):
@@ -133,6 +140,19 @@ def _page(**context):
     )
 
 
+def _commit(refusal: str | None, change: Callable[[Session, User], T]) -> T:
+    """Make one change to your own account and commit it. When the domain refuses it:
+    roll back, say why ("<refusal>: <why>.") and answer with the account page again."""
+    db = db_session()
+    try:
+        result = change(db, current_user._get_current_object())
+    except (Invalid, Conflict, NotFound) as exc:
+        db.rollback()
+        abort(refused(f"{refusal}: {exc.detail}." if refusal else exc.detail, ACCOUNT_PAGE))
+    db.commit()
+    return result
+
+
 @bp.get("/account")
 def account_page():
     user = current_user._get_current_object()
@@ -149,23 +169,16 @@ def account_page():
 def account_password():
     form = PasswordForm(prefix="pw")
     if not form.validate_on_submit():
-        flash(
+        return refused(
             "Not changed: give your current password and a new one of 12 characters or more.",
-            "error",
+            ACCOUNT_PAGE,
         )
-        return redirect(url_for("dashboard.account_page"))
-    db = db_session()
-    try:
-        account.change_password(
-            db, current_user._get_current_object(), form.current.data, form.new.data
-        )
-    except Invalid as exc:
-        db.rollback()
-        flash(f"Not changed: {exc.detail}.", "error")
-        return redirect(url_for("dashboard.account_page"))
-    db.commit()
+    _commit(
+        "Not changed",
+        lambda db, me: account.change_password(db, me, form.current.data, form.new.data),
+    )
     flash("Your password is changed.")
-    return redirect(url_for("dashboard.account_page"))
+    return redirect(url_for(ACCOUNT_PAGE))
 
 
 @bp.post("/account/two-factor/on")
@@ -173,54 +186,33 @@ def account_totp_on():
     form = CodeForm(prefix="totp")
     secret = session.get(SETUP_SLOT)
     if not form.validate_on_submit() or not secret:
-        flash("Not turned on: enter the code your app shows.", "error")
-        return redirect(url_for("dashboard.account_page"))
-    db = db_session()
-    try:
-        codes = account.enable_totp(db, current_user._get_current_object(), secret, form.code.data)
-    except (Invalid, Conflict) as exc:
-        db.rollback()
-        flash(f"Not turned on: {exc.detail}.", "error")
-        return redirect(url_for("dashboard.account_page"))
-    db.commit()
+        return refused("Not turned on: enter the code your app shows.", ACCOUNT_PAGE)
+    codes = _commit(
+        "Not turned on", lambda db, me: account.enable_totp(db, me, secret, form.code.data)
+    )
     session.pop(SETUP_SLOT, None)
     # Shown once, on the page this redirect leads to (post/redirect/get).
     session["new_recovery_codes"] = codes
     flash("Two-factor login is on. Keep the recovery codes below somewhere safe.")
-    return redirect(url_for("dashboard.account_page"))
+    return redirect(url_for(ACCOUNT_PAGE))
 
 
 @bp.post("/account/two-factor/off")
 def account_totp_off():
     form = DisableForm(prefix="off")
-    db = db_session()
-    try:
-        if not form.validate_on_submit():
-            raise Invalid.field("password", "give your password")
-        account.disable_totp(db, current_user._get_current_object(), form.password.data)
-    except (Invalid, Conflict) as exc:
-        db.rollback()
-        flash(f"Not turned off: {exc.detail}.", "error")
-        return redirect(url_for("dashboard.account_page"))
-    db.commit()
+    if not form.validate_on_submit():
+        return refused("Not turned off: give your password.", ACCOUNT_PAGE)
+    _commit("Not turned off", lambda db, me: account.disable_totp(db, me, form.password.data))
     flash("Two-factor login is off.")
-    return redirect(url_for("dashboard.account_page"))
+    return redirect(url_for(ACCOUNT_PAGE))
 
 
 @bp.post("/account/sessions/<public_id>/end")
 def account_session_end(public_id: str):
     if not ActionForm().validate_on_submit():
-        flash("The form expired; reload the page and try again.", "error")
-        return redirect(url_for("dashboard.account_page"))
-    db = db_session()
-    try:
-        account.revoke_session(db, current_user._get_current_object(), public_id)
-    except NotFound as exc:
-        db.rollback()
-        flash(exc.detail, "error")
-        return redirect(url_for("dashboard.account_page"))
-    db.commit()
+        return refused("The form expired; reload the page and try again.", ACCOUNT_PAGE)
+    _commit(None, lambda db, me: account.revoke_session(db, me, public_id))
     if public_id == session.get(SID):
         return redirect(url_for("dashboard.login"))
     flash("That session is ended: it is logged out at its next request.")
-    return redirect(url_for("dashboard.account_page"))
+    return redirect(url_for(ACCOUNT_PAGE))

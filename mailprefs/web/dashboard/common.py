@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, TypeVar
 
-from flask import abort, request
+from flask import abort, flash, redirect, request, url_for
 from flask_login import current_user
 
 from mailprefs.domain import audit
+from mailprefs.domain.errors import NotFound
 from mailprefs.domain.models import Role
 from mailprefs.extensions import db_session
 
@@ -32,6 +33,8 @@ NAV = [
     ("Settings", "dashboard.settings", None),
 ]
 PAGE_SIZE = 25
+
+T = TypeVar("T")
 
 
 def actor() -> str:
@@ -69,6 +72,21 @@ def record(
         target_id=target_id,
         detail=detail,
     )
+
+
+def found_or_404(find: Callable[..., T], *args: Any) -> T:
+    """What `find(*args)` finds; the 404 page where the domain finds no such thing."""
+    try:
+        return find(*args)
+    except NotFound:
+        abort(404)
+
+
+def refused(message: str, endpoint: str, **values: Any) -> Any:
+    """Back to the page a refused form came from (post/redirect/get), saying why nothing
+    was done."""
+    flash(message, "error")
+    return redirect(url_for(endpoint, **values))
 
 
 def page_number() -> int:

@@ -15,7 +15,7 @@ from mailprefs.domain.outbox_models import Campaign, Complaint, ComplaintStatus
 from mailprefs.domain.topics import list_topics
 from mailprefs.extensions import db_session
 from mailprefs.web.dashboard import bp, words
-from mailprefs.web.dashboard.common import PAGE_SIZE, actor, page_number, record
+from mailprefs.web.dashboard.common import PAGE_SIZE, actor, found_or_404, page_number, record
 from mailprefs.web.dashboard.forms import ResolveForm
 
 
@@ -47,10 +47,7 @@ def complaints():
 @bp.get("/complaints/<public_id>")
 def complaint(public_id: str):
     db = db_session()
-    try:
-        row = rules.get(db, public_id)
-    except NotFound:
-        abort(404)
+    row = found_or_404(rules.get, db, public_id)
     person = db.get(Subscriber, row.subscriber_id) if row.subscriber_id else None
     if person is not None:
         record(

@@ -20,7 +20,7 @@ from mailprefs.domain.models import Topic
 from mailprefs.extensions import db_session, get_db
 from mailprefs.web.api.imports import store_upload
 from mailprefs.web.dashboard import bp
-from mailprefs.web.dashboard.common import actor, record
+from mailprefs.web.dashboard.common import actor, found_or_404, record
 from mailprefs.web.dashboard.forms import ActionForm, AddressForm
 
 PAGE = 50
@@ -170,10 +170,7 @@ def upload_import():
 @bp.get("/imports/<public_id>")
 def import_page(public_id: str):
     db = db_session()
-    try:
-        row = imports.find(db, public_id)
-    except DomainError:
-        abort(404)
+    row = found_or_404(imports.find, db, public_id)
     return render_template(
         "dashboard/import.html", row=row, view=imports.view(db, row), form=ActionForm()
     )

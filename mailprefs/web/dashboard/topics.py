@@ -13,9 +13,10 @@ from mailprefs.domain import topic_admin
 from mailprefs.domain.errors import Conflict, Invalid, NotFound
 from mailprefs.extensions import db_session
 from mailprefs.web.dashboard import bp
-from mailprefs.web.dashboard.common import actor, admin_required, is_admin
+from mailprefs.web.dashboard.common import actor, admin_required, found_or_404, is_admin, refused
 from mailprefs.web.dashboard.forms import NO_CONTROL, ActionForm
 
+TOPICS = "dashboard.topics"
 LABELS = {
     "slug": "Slug",
     "name": "Name",
@@ -75,8 +76,7 @@ def topics():
 def topic_create():
     form = NewTopicForm(prefix="new")
     if not form.validate_on_submit():
-        flash("Not saved: a new topic needs a slug and a name.", "error")
-        return redirect(url_for("dashboard.topics", _anchor="new"))
+        return refused("Not saved: a new topic needs a slug and a name.", TOPICS, _anchor="new")
     db = db_session()
     try:
         topic = topic_admin.create(
@@ -92,25 +92,20 @@ def topic_create():
     except (Invalid, Conflict) as exc:
         db.rollback()
         _refused(exc)
-        return redirect(url_for("dashboard.topics", _anchor="new"))
+        return redirect(url_for(TOPICS, _anchor="new"))
     slug = topic.slug
     db.commit()
     flash(f"Topic “{form.name.data.strip()}” ({slug}) is created.")
-    return redirect(url_for("dashboard.topics", _anchor=f"topic-{slug}"))
+    return redirect(url_for(TOPICS, _anchor=f"topic-{slug}"))
 
 
 @bp.post("/topics/<slug>")
 @admin_required
 def topic_update(slug: str):
-    db = db_session()
-    try:
-        topic = topic_admin.find(db, slug)
-    except NotFound:
-        abort(404)
+    topic = found_or_404(topic_admin.find, db_session(), slug)
     form = TopicForm(prefix=f"t-{slug}")
     if not form.validate_on_submit():
-        flash("Not saved: a topic needs a name.", "error")
-        return redirect(url_for("dashboard.topics", _anchor=f"topic-{slug}"))
+        return refused("Not saved: a topic needs a name.", TOPICS, _anchor=f"topic-{slug}")
     change = topic_admin.TopicChange(
         name=form.name.data,
         description=form.description.data or "",
@@ -128,10 +123,7 @@ def topic_retire(slug: str, action: str):
         abort(404)
     if not ActionForm().validate_on_submit():
         abort(400, "The form expired; reload the page and try again.")
-    try:
-        topic = topic_admin.find(db_session(), slug)
-    except NotFound:
-        abort(404)
+    topic = found_or_404(topic_admin.find, db_session(), slug)
     return _apply(topic, topic_admin.TopicChange(active=action == "restore"))
 
 
@@ -143,7 +135,7 @@ def _apply(topic, change: topic_admin.TopicChange):
     except (Invalid, Conflict) as exc:
         db.rollback()
         _refused(exc)
-        return redirect(url_for("dashboard.topics", _anchor=f"topic-{slug}"))
+        return redirect(url_for(TOPICS, _anchor=f"topic-{slug}"))
     db.commit()
     if not changed:
         flash("Nothing changed.")
@@ -153,4 +145,4 @@ def _apply(topic, change: topic_admin.TopicChange):
         )
     else:
         flash(f"Topic {slug} is saved ({', '.join(c.replace('_', ' ') for c in changed)}).")
-    return redirect(url_for("dashboard.topics", _anchor=f"topic-{slug}"))
+    return redirect(url_for(TOPICS, _anchor=f"topic-{slug}"))

@@ -5,6 +5,7 @@ pages say what they mean. Unknown codes are shown as they are, never hidden."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 REASONS = {
@@ -45,16 +46,14 @@ SUPPRESSIONS = {
 }
 
 
-def reason(code: str | None) -> str:
-    return REASONS.get(code or "", code or "—")
+def _say(table: Mapping[str, str], code: str | None) -> str:
+    """`code` in the words of `table`; an unknown code as it is, no code as a dash."""
+    return table.get(code or "", code or "—")
 
 
-def source(code: str | None) -> str:
-    return SOURCES.get(code or "", code or "—")
-
-
-def suppression(code: str | None) -> str:
-    return SUPPRESSIONS.get(code or "", code or "—")
+reason = partial(_say, REASONS)
+source = partial(_say, SOURCES)
+suppression = partial(_say, SUPPRESSIONS)
 
 
 ACTIONS = {
@@ -81,8 +80,7 @@ COMPLAINT_SOURCES = {
 }
 
 
-def action(code: str | None) -> str:
-    return ACTIONS.get(code or "", code or "—")
+action = partial(_say, ACTIONS)
 
 
 def topic_state(topic: Any, state: str, person_status: str) -> str:

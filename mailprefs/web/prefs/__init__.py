@@ -6,13 +6,13 @@ becomes a consent event carrying the request's IP and user agent. A bad, tampere
 expired or foreign token, or one for a person we no longer know, answers a plain
 400/404 page and changes nothing.
 
-`common` holds the blueprint and what the pages share; `pages` serves `/u/{token}` and
-`/confirm/{token}`, `center` the preference center, `resubscribe` the button on the
-unsubscribed page, `rejoin` the way back into a closed account (`/rejoin/{token}`). No
-page module imports another.
+`common` holds the blueprint and what the pages share; `pages` serves the pages a link
+opens to do one thing (`/u/{token}` and the resubscribe button of the page it answers,
+`/confirm/{token}`, and `/rejoin/{token}`, the way back into a closed account), `center`
+the preference center. No page module imports another.
 """
 
-from mailprefs.web.prefs import center, pages, rejoin, resubscribe  # noqa: F401  (routes on bp)
+from mailprefs.web.prefs import center, pages  # noqa: F401  (routes on bp)
 from mailprefs.web.prefs.common import bp
 
 __all__ = ["bp"]

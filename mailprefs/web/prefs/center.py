@@ -21,6 +21,7 @@ from mailprefs.domain.outbox_models import Campaign
 from mailprefs.domain.topics import list_topics
 from mailprefs.extensions import db_session, get_db
 from mailprefs.web.prefs.common import (
+    NothingAsked,
     bp,
     evidence,
     find_subscriber,
@@ -53,7 +54,7 @@ def preferences_post(token: str):
     payload = load_token("preferences", token)
     action = request.form.get("action")
     if action not in {"save", "all_off", "close", "report"}:
-        return problem(400, "Nothing was changed", "This request did not say what to change.")
+        raise NothingAsked("This request did not say what to change.")
     session = db_session()
     subscriber = find_subscriber(session, payload["s"], for_update=True)
     if action == "report":
@@ -100,15 +101,7 @@ def _save(
     for topic in _marketing(session):
         state = states.get(topic.slug, TopicState.NONE)
         if topic.slug in wanted and state != TopicState.OPTED_IN:
-            opt_in_by_link(
-                session,
-                subscriber,
-                topic,
-                state,
-                payload,
-                source="preference_page",
-                proof="preference link",
-            )
+            opt_in_by_link(session, subscriber, topic, state, payload, source="preference_page")
             changed = True
         elif topic.slug not in wanted and state == TopicState.OPTED_IN:
             consent.opt_out(session, subscriber, topic, evidence("preference_page", payload))

@@ -69,6 +69,11 @@ class LinkOfTestCopy(NotFound):
     """A link from a test copy of a campaign: it acts on nobody."""
 
 
+class NothingAsked(Exception):
+    """A POST that did not ask for the page's change (neither its button nor a mail
+    client's one-click): the answer says what to do, and nothing is changed."""
+
+
 # The answer to a mail client's one-click POST: no browser shows it, so it carries only
 # what matters to any client (and each header costs: this is the bulk path).
 MACHINE_HEADERS = [("Cache-Control", "no-store"), ("Referrer-Policy", "no-referrer")]
@@ -125,6 +130,17 @@ def evidence(source: str, payload: dict[str, Any], **context: Any) -> Evidence:
     )
 
 
+def require_button(name: str, detail: str) -> None:
+    """A page's own button posts `name=yes`; without it, NothingAsked (`detail` says what
+    to do instead)."""
+    if request.form.get(name) != "yes":
+        raise NothingAsked(detail)
+
+
+# The pages that opt a person in from a mailed link, and the link each one proves.
+LINK_PROOFS = {"preference_page": "preference link", "unsubscribe_page": "unsubscribe link"}
+
+
 def opt_in_by_link(
     session: Session,
     subscriber: Subscriber,
@@ -133,7 +149,6 @@ def opt_in_by_link(
     payload: dict[str, Any],
     *,
     source: str,
-    proof: str,
 ) -> None:
     """Opt in (again) from a page reached by a mailed link. The link was mailed to the
     address, which is the proof a confirmation mail would ask for, so a double opt-in
@@ -141,6 +156,7 @@ def opt_in_by_link(
     if state != TopicState.PENDING:
         consent.opt_in(session, subscriber, topic, evidence(source, payload))
     if topic.double_opt_in:
+        proof = LINK_PROOFS[source]
         consent.confirm(session, subscriber, topic, evidence(source, payload, proof=proof))
 
 
@@ -179,6 +195,12 @@ def _bad_link(exc: TokenInvalid):
         "The link may have been cut short or changed on its way here. Please open it "
         "again from the email, or copy the whole link into your browser.",
     )
+
+
+@bp.errorhandler(NothingAsked)
+def _nothing_asked(exc: NothingAsked):
+    _rollback()
+    return problem(400, "Nothing was changed", str(exc))
 
 
 @bp.errorhandler(NotFound)

@@ -1,4 +1,6 @@
-"""`/u/{token}` (one-click unsubscribe) and `/confirm/{token}` (double opt-in)."""
+"""The pages a mailed link opens to do one thing: `/u/{token}` (one-click unsubscribe, and
+resubscribe from the page it answers), `/confirm/{token}` (double opt-in) and
+`/rejoin/{token}` (a closed account opened again)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from flask import Response, current_app, request, url_for
 
 from mailprefs import clock
 from mailprefs.delivery.message import TEST_COPY_ID
-from mailprefs.domain import confirmations, consent, links
+from mailprefs.domain import confirmations, consent, links, reactivation, suppression
 from mailprefs.domain.addresses import mask
 from mailprefs.domain.models import SubscriberStatus, TopicState
 from mailprefs.domain.tokens import TokenExpired
@@ -19,15 +21,18 @@ from mailprefs.web.prefs.common import (
     MACHINE_HEADERS,
     RESEND_INTERVAL,
     LinkOfTestCopy,
+    NothingAsked,
     bp,
     checked,
     evidence,
     find_subscriber,
     load_token,
     marketing_topic,
+    opt_in_by_link,
     page,
     preferences_url,
     problem,
+    require_button,
 )
 
 # --- /u/{token}: one-click unsubscribe ---------------------------------------------------
@@ -64,12 +69,9 @@ def unsubscribe_post(token: str):
     elif request.form.get("unsubscribe") == "yes":
         source = "unsubscribe_page"
     else:
-        # Not a mail client's one-click nor our button: say what to do, change nothing.
-        return problem(
-            400,
-            "Nothing was changed",
+        raise NothingAsked(
             "This request did not ask to unsubscribe. Open the link from the email and "
-            "press the button.",
+            "press the button."
         )
     if payload["s"] == TEST_COPY_ID:
         raise LinkOfTestCopy("this link comes from a test copy")
@@ -116,6 +118,53 @@ def _one_click_answer(
         postal_address=postal_address,
         privacy_url=privacy_url,
     )
+
+
+# --- /u/{token}/resubscribe: the button on the unsubscribed page -------------------------
+
+
+@bp.post("/u/<token>/resubscribe")
+def resubscribe(token: str):
+    """Opt in again to the topic the unsubscribe link was for (a change of mind, or a
+    slip). The link was mailed to the address, which is the proof a confirmation mail
+    would ask for, so a double opt-in topic is confirmed at once (as on the preference
+    page). A closed account, a suppressed address (bounce, complaint) or a retired topic is
+    not resubscribed: the page says why and what to do instead."""
+    payload = load_token("unsubscribe", token)
+    require_button(
+        "resubscribe", "This request did not ask to subscribe again. Use the button on the page."
+    )
+    if payload["s"] == TEST_COPY_ID:
+        raise LinkOfTestCopy("this link comes from a test copy")
+    with get_db().transaction() as session:
+        subscriber = find_subscriber(session, payload["s"], for_update=True)
+        topic = marketing_topic(session, payload["t"], active_only=True)
+        prefs = preferences_url(payload["s"], payload.get("c"))
+        if subscriber.status != SubscriberStatus.ACTIVE:
+            return problem(
+                409,
+                "Your account is closed",
+                "We send no email to this address. To receive it again, register again.",
+                preferences_url=prefs,
+            )
+        if suppression.active(session, subscriber.email_hash) is not None:
+            return problem(
+                409,
+                "We cannot subscribe this address again from here",
+                "Mail to this address bounced or was reported, so we stopped all of it. "
+                "Write to us and we will look into it.",
+            )
+        state = consent.state_of(session, subscriber, topic)
+        changed = state != TopicState.OPTED_IN
+        if changed:
+            opt_in_by_link(session, subscriber, topic, state, payload, source="unsubscribe_page")
+        return page(
+            "prefs/resubscribed.html",
+            topic_name=topic.name,
+            address=mask(subscriber.email),
+            changed=changed,
+            preferences_url=prefs,
+        )
 
 
 # --- /confirm/{token}: double opt-in -----------------------------------------------------
@@ -205,3 +254,53 @@ def _resend(payload: dict[str, Any]):
     confirmations.request(session, subscriber, topic, ACTOR)
     session.commit()
     return page("prefs/resent.html", sent=True, waiting=False, **context)
+
+
+# --- /rejoin/{token}: back into a closed account -----------------------------------------
+# The link comes in the one mail a closed account may be sent (domain/reactivation.py).
+# GET shows what the button will do and changes nothing; the POST reopens the account and
+# records the consents with the page's evidence.
+
+
+@bp.get("/rejoin/<token>")
+def rejoin_page(token: str):
+    payload = load_token("reactivate", token)
+    with get_db().session(read_only=True) as session:
+        subscriber = find_subscriber(session, payload["s"])
+        return page(
+            "prefs/rejoin.html",
+            topics=reactivation.topics_named(session, payload["t"]),
+            address=mask(subscriber.email),
+            closed=subscriber.status == SubscriberStatus.DEACTIVATED,
+            preferences_url=preferences_url(payload["s"]),
+        )
+
+
+@bp.post("/rejoin/<token>")
+def rejoin_post(token: str):
+    payload = load_token("reactivate", token)
+    require_button(
+        "rejoin",
+        "This request did not ask to join again. Open the link from the email and press the "
+        "button.",
+    )
+    session = db_session()
+    subscriber = find_subscriber(session, payload["s"], for_update=True)
+    topics = reactivation.topics_named(session, payload["t"])
+    context = dict(
+        topics=topics,
+        address=mask(subscriber.email),
+        preferences_url=preferences_url(payload["s"]),
+    )
+    if subscriber.status != SubscriberStatus.DEACTIVATED:
+        # Already open again (the button pressed twice): a stale link changes nothing.
+        return page("prefs/rejoined.html", changed=False, **context)
+    reactivation.reopen(
+        session,
+        subscriber,
+        topics,
+        evidence("confirmation", payload),
+        hash_key=current_app.config["MAILPREFS_HASH_KEY"],
+    )
+    session.commit()
+    return page("prefs/rejoined.html", changed=True, **context)
