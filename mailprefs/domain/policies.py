@@ -83,24 +83,19 @@ def announce(
         )
     _check(session, what, effective_at, announce_at, now, settings.notice_days)
 
-    subject, text, html = render_notice(what, effective_at, settings)
-    campaign = campaigns.create(
+    campaign = campaigns.create_scheduled(
         session,
-        topic=get_topic(session, TOPIC),
-        subject=subject,
-        text=text,
-        html=html,
-        send_at=None,
-        audience=None,
-        created_by=actor,
+        get_topic(session, TOPIC),
+        render_notice(what, effective_at, settings),
+        at=announce_at,
+        actor=actor,
         kind=CampaignKind.POLICY,
+        meta={
+            "policy_version": what.version,
+            "policy_kind": what.kind.value,
+            "effective_at": effective_at.isoformat(),
+        },
     )
-    campaign.meta = {
-        "policy_version": what.version,
-        "policy_kind": what.kind.value,
-        "effective_at": effective_at.isoformat(),
-    }
-    campaigns.schedule(session, campaign, announce_at, actor)
     policy = PolicyVersion(
         version=what.version,
         title=what.title.strip(),
@@ -199,7 +194,7 @@ def _literal(rendered: str) -> str:
 
 def render_notice(
     what: Announcement, effective_at: datetime, settings: NoticeSettings
-) -> tuple[str, str, str]:
+) -> campaigns.Content:
     """Subject, text and HTML of a notice, from templates/email/policy_{kind}.*."""
     context: dict[str, Any] = {
         "version": what.version,
@@ -218,7 +213,7 @@ def render_notice(
     subject = one_line(env.get_template(f"{name}.subject.txt").render(context))
     text = env.get_template(f"{name}.txt").render(context)
     html = env.get_template(f"{name}.html").render(context)
-    return _literal(subject), _literal(text), _literal(html)
+    return campaigns.Content(_literal(subject), _literal(text), _literal(html))
 
 
 # --- newcomers ------------------------------------------------------------------------
