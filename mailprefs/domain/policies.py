@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from mailprefs import clock
 from mailprefs.domain import audit, campaigns, client_time, gate
 from mailprefs.domain.consent import policy_version_in_force, standing
-from mailprefs.domain.errors import Conflict, Invalid, NotFound
+from mailprefs.domain.errors import Conflict, Invalid, found
 from mailprefs.domain.models import Subscriber
 from mailprefs.domain.outbox_models import (
     PRIORITY,
@@ -290,9 +290,7 @@ def notify_newcomer(session: Session, subscriber: Subscriber) -> int:
 
 def get(session: Session, version: str) -> PolicyVersion:
     policy = session.scalar(select(PolicyVersion).where(PolicyVersion.version == version))
-    if policy is None:
-        raise NotFound("no policy with this version")
-    return policy
+    return found(policy, "no policy with this version")
 
 
 def list_versions(session: Session) -> list[PolicyVersion]:
