@@ -18,10 +18,10 @@ from tests.test_migrations import fresh_url  # noqa: F401  (the fixture: both da
 _SQLITE = "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
 _POSTGRES = {
     "columns": """
-        SELECT table_name, column_name, data_type, character_maximum_length, is_nullable,
-               column_default
+        SELECT table_name, ordinal_position, column_name, data_type, character_maximum_length,
+               is_nullable, column_default
         FROM information_schema.columns WHERE table_schema = 'public'
-        ORDER BY table_name, column_name""",
+        ORDER BY table_name, ordinal_position""",
     "constraints": """
         SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid)
         FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace

@@ -27,50 +27,61 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
 # leaves 0001's append-only triggers as they are.
 
 
+def _columns(*specs: tuple[str, sa.types.TypeEngine, bool]) -> list[sa.Column]:
+    """The columns of a table, from (name, type, nullable) in order."""
+    return [sa.Column(name, type_, nullable=nullable) for name, type_, nullable in specs]
+
+
 def upgrade() -> None:
     op.create_table('hashed_suppressions',
-    sa.Column('sha256', sa.String(length=64), nullable=False),
-    sa.Column('reason', sa.String(length=16), nullable=False),
-    sa.Column('import_id', BigId, nullable=True),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    *_columns(
+        ('sha256', sa.String(length=64), False),
+        ('reason', sa.String(length=16), False),
+        ('import_id', BigId, True),
+        ('created_at', sa.DateTime(timezone=True), False),
+    ),
     sa.PrimaryKeyConstraint('sha256', name=op.f('pk_hashed_suppressions'))
     )
     op.create_table('imports',
-    sa.Column('id', BigId, nullable=False),
-    sa.Column('public_id', sa.String(length=32), nullable=False),
-    sa.Column('kind', sa.Enum('subscribers', 'suppressions', name='import_kind', native_enum=False, create_constraint=True), nullable=False),
-    sa.Column('status', sa.Enum('queued', 'running', 'done', 'failed', 'cancelled', name='import_status', native_enum=False, create_constraint=True), nullable=False),
-    sa.Column('format', sa.String(length=8), nullable=False),
-    sa.Column('dry_run', sa.Boolean(), nullable=False),
-    sa.Column('send_confirmations', sa.Boolean(), nullable=False),
-    sa.Column('sha256', sa.String(length=64), nullable=False),
-    sa.Column('path', sa.Text(), nullable=False),
-    sa.Column('size', sa.BigInteger(), nullable=False),
-    sa.Column('counts', sa.JSON(), nullable=False),
-    sa.Column('done_records', sa.BigInteger(), nullable=False),
-    sa.Column('done_lines', sa.BigInteger(), nullable=False),
-    sa.Column('done_offset', sa.BigInteger(), nullable=False),
-    sa.Column('seen', sa.LargeBinary(), nullable=True),
-    sa.Column('error', sa.Text(), nullable=True),
-    sa.Column('cancel_requested', sa.Boolean(), nullable=False),
-    sa.Column('owner', sa.String(length=128), nullable=True),
-    sa.Column('lease_until', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('created_by', sa.String(length=128), nullable=False),
-    sa.Column('idempotency_key', sa.String(length=255), nullable=True),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
+    *_columns(
+        ('id', BigId, False),
+        ('public_id', sa.String(length=32), False),
+        ('kind', sa.Enum('subscribers', 'suppressions', name='import_kind', native_enum=False, create_constraint=True), False),
+        ('status', sa.Enum('queued', 'running', 'done', 'failed', 'cancelled', name='import_status', native_enum=False, create_constraint=True), False),
+        ('format', sa.String(length=8), False),
+        ('dry_run', sa.Boolean(), False),
+        ('send_confirmations', sa.Boolean(), False),
+        ('sha256', sa.String(length=64), False),
+        ('path', sa.Text(), False),
+        ('size', sa.BigInteger(), False),
+        ('counts', sa.JSON(), False),
+        ('done_records', sa.BigInteger(), False),
+        ('done_lines', sa.BigInteger(), False),
+        ('done_offset', sa.BigInteger(), False),
+        ('seen', sa.LargeBinary(), True),
+        ('error', sa.Text(), True),
+        ('cancel_requested', sa.Boolean(), False),
+        ('owner', sa.String(length=128), True),
+        ('lease_until', sa.DateTime(timezone=True), True),
+        ('created_by', sa.String(length=128), False),
+        ('idempotency_key', sa.String(length=255), True),
+        ('created_at', sa.DateTime(timezone=True), False),
+        ('started_at', sa.DateTime(timezone=True), True),
+        ('finished_at', sa.DateTime(timezone=True), True),
+    ),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_imports')),
     sa.UniqueConstraint('created_by', 'idempotency_key', name=op.f('uq_imports_created_by_idempotency_key')),
     sa.UniqueConstraint('public_id', name=op.f('uq_imports_public_id'))
     )
     op.create_index('ix_imports_status', 'imports', ['status'], unique=False)
     op.create_table('import_errors',
-    sa.Column('id', BigId, nullable=False),
-    sa.Column('import_id', BigId, nullable=False),
-    sa.Column('line', sa.Integer(), nullable=False),
-    sa.Column('field', sa.String(length=64), nullable=False),
-    sa.Column('detail', sa.String(length=500), nullable=False),
+    *_columns(
+        ('id', BigId, False),
+        ('import_id', BigId, False),
+        ('line', sa.Integer(), False),
+        ('field', sa.String(length=64), False),
+        ('detail', sa.String(length=500), False),
+    ),
     sa.ForeignKeyConstraint(['import_id'], ['imports.id'], name=op.f('fk_import_errors_import_id_imports'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_import_errors'))
     )
