@@ -292,15 +292,11 @@ def expected_audience(count: int, *, mix: bool = True) -> int:
 def schedule_campaign(app: Flask) -> int:
     """A marketing campaign to everyone on `offers`, due now; returns its id."""
     with get_db(app).transaction() as session:
-        campaign = campaigns.create(
+        campaign = campaigns.create_scheduled(
             session,
-            topic=get_topic(session, "offers"),
-            subject=SUBJECT,
-            text=TEXT,
-            html=HTML,
-            send_at=None,
-            audience=None,
-            created_by="bench",
+            get_topic(session, "offers"),
+            campaigns.Content(SUBJECT, TEXT, HTML),
+            at=clock.now() - timedelta(seconds=1),
+            actor="bench",
         )
-        campaigns.schedule(session, campaign, clock.now() - timedelta(seconds=1), "bench")
         return campaign.id

@@ -31,8 +31,16 @@ TOUCH_EVERY = timedelta(minutes=1)  # last_seen_at is written at most this often
 _hasher = PasswordHasher()
 
 
-def _actor(user: User) -> str:
-    return f"user:{user.id}"
+def _audit(session: Session, user: User, action: str, detail: dict | None = None) -> None:
+    # Every change here is a staff member acting on their own login.
+    audit.record(
+        session,
+        f"user:{user.id}",
+        action,
+        target_type="user",
+        target_id=str(user.id),
+        detail=detail,
+    )
 
 
 def check_password(user: User, password: str) -> bool:
@@ -50,7 +58,7 @@ def change_password(session: Session, user: User, current: str, new: str) -> Non
     if new == current:
         raise Invalid.field("new", "choose a password other than the current one")
     user.password_hash = _hasher.hash(new)
-    audit.record(session, _actor(user), "user.password", target_type="user", target_id=str(user.id))
+    _audit(session, user, "user.password")
 
 
 # --- two-factor login ------------------------------------------------------------------
@@ -83,9 +91,7 @@ def enable_totp(session: Session, user: User, secret: str, code: str) -> list[st
     )
     codes = [f"{secrets.token_hex(3)}-{secrets.token_hex(3)}" for _ in range(RECOVERY_CODES)]
     session.add_all(RecoveryCode(user_id=user.id, code_hash=_code_hash(c)) for c in codes)
-    audit.record(
-        session, _actor(user), "user.totp_enable", target_type="user", target_id=str(user.id)
-    )
+    _audit(session, user, "user.totp_enable")
     return codes
 
 
@@ -101,9 +107,7 @@ def disable_totp(session: Session, user: User, password: str) -> None:
         .where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))
         .values(used_at=clock.now())
     )
-    audit.record(
-        session, _actor(user), "user.totp_disable", target_type="user", target_id=str(user.id)
-    )
+    _audit(session, user, "user.totp_disable")
 
 
 def verify_second_factor(session: Session, user: User, code: str) -> bool:
@@ -134,14 +138,7 @@ def verify_second_factor(session: Session, user: User, code: str) -> bool:
         )
         .limit(1)
     )
-    audit.record(
-        session,
-        _actor(user),
-        "login.recovery_code",
-        target_type="user",
-        target_id=str(user.id),
-        detail={"codes_left": "some" if left else "none"},
-    )
+    _audit(session, user, "login.recovery_code", {"codes_left": "some" if left else "none"})
     return True
 
 
@@ -208,14 +205,7 @@ def revoke_session(session: Session, user: User, public_id: str) -> None:
     if row is None or row.revoked_at is not None:
         raise NotFound("no such session of yours")
     row.revoked_at = clock.now()
-    audit.record(
-        session,
-        _actor(user),
-        "user.session_revoke",
-        target_type="user",
-        target_id=str(user.id),
-        detail={"session": row.id},
-    )
+    _audit(session, user, "user.session_revoke", {"session": row.id})
 
 
 def end_session(session: Session, public_id: str | None) -> None:

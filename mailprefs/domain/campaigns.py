@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -34,6 +34,14 @@ from mailprefs.logs import event
 S = CampaignStatus
 log = logging.getLogger("mailprefs.campaigns")
 MAX_AUDIENCE_ATTRIBUTES = 20
+
+
+class Content(NamedTuple):
+    """What a campaign says: its subject, text and html templates."""
+
+    subject: str
+    text: str
+    html: str | None = None
 
 
 # Who may act on a campaign (create, read, preview, test, schedule, pause, cancel...)
@@ -113,6 +121,36 @@ def create(
     )
     session.add(campaign)
     session.flush()
+    return campaign
+
+
+def content_of(campaign: Campaign) -> Content:
+    return Content(campaign.subject, campaign.text_body, campaign.html_body)
+
+
+def create_scheduled(
+    session: Session,
+    topic: Topic,
+    content: Content,
+    *,
+    at: datetime,
+    actor: str,
+    kind: CampaignKind = CampaignKind.CAMPAIGN,
+    meta: dict[str, Any] | None = None,
+) -> Campaign:
+    """A campaign to everyone on `topic`, scheduled (audited) to fire at `at`: the way
+    the service itself starts a broadcast (policy notices; demo and bench data)."""
+    campaign = create(
+        session,
+        topic=topic,
+        **content._asdict(),
+        send_at=None,
+        audience=None,
+        created_by=actor,
+        kind=kind,
+    )
+    campaign.meta = meta
+    schedule(session, campaign, at, actor)
     return campaign
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -92,27 +93,34 @@ def audience_lines(audience: dict[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Draft:
+    """What the composer writes: a campaign's topic, content and audience."""
+
+    topic: Topic
+    content: campaigns.Content
+    audience: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, campaign: Campaign) -> Draft:
+        return cls(campaign.topic, campaigns.content_of(campaign), campaign.audience)
+
+
 def create_draft(
     session: Session,
+    draft: Draft,
     *,
-    topic: Topic,
-    subject: str,
-    text: str,
-    html: str | None,
-    audience: dict[str, Any] | None,
     actor: str,
     role: str,
     detail: dict[str, Any] | None = None,
 ) -> Campaign:
-    check_topic(topic, role)
+    check_topic(draft.topic, role)
     campaign = campaigns.create(
         session,
-        topic=topic,
-        subject=subject,
-        text=text,
-        html=html,
+        topic=draft.topic,
+        **draft.content._asdict(),
         send_at=None,
-        audience=audience,
+        audience=draft.audience,
         created_by=actor,
     )
     audit.record(
@@ -121,36 +129,25 @@ def create_draft(
         "campaign.create",
         target_type="campaign",
         target_id=campaign.public_id,
-        detail={"topic": topic.slug, "status": campaign.status.value, **(detail or {})},
+        detail={"topic": draft.topic.slug, "status": campaign.status.value, **(detail or {})},
     )
     return campaign
 
 
 def update_draft(
-    session: Session,
-    campaign: Campaign,
-    *,
-    topic: Topic,
-    subject: str,
-    text: str,
-    html: str | None,
-    audience: dict[str, Any] | None,
-    actor: str,
-    role: str,
+    session: Session, campaign: Campaign, draft: Draft, *, actor: str, role: str
 ) -> None:
     """Change a draft's content, topic or audience (a scheduled campaign goes back to
     draft first: what is about to be sent does not change under the scheduler)."""
     check_campaign(campaign, role)
-    check_topic(topic, role)
+    check_topic(draft.topic, role)
     if campaign.status != CampaignStatus.DRAFT:
         raise Conflict(f"only a draft can be edited (this one is {campaign.status})")
-    campaigns.validate_content(subject, text, html)
-    campaign.topic_id = topic.id
-    campaign.topic = topic
-    campaign.subject = subject
-    campaign.text_body = text
-    campaign.html_body = html
-    campaign.audience = campaigns.validate_audience(audience)
+    campaigns.validate_content(*draft.content)
+    campaign.topic_id = draft.topic.id
+    campaign.topic = draft.topic
+    campaign.subject, campaign.text_body, campaign.html_body = draft.content
+    campaign.audience = campaigns.validate_audience(draft.audience)
     session.flush()
     audit.record(
         session,
@@ -158,7 +155,7 @@ def update_draft(
         "campaign.update",
         target_type="campaign",
         target_id=campaign.public_id,
-        detail={"topic": topic.slug, "at": clock.now().isoformat()},
+        detail={"topic": draft.topic.slug, "at": clock.now().isoformat()},
     )
 
 
@@ -166,14 +163,5 @@ def duplicate(session: Session, campaign: Campaign, *, actor: str, role: str) ->
     """A new draft with the same topic, content and audience (of any status: a sent
     campaign is a good start for the next one)."""
     check_campaign(campaign, role)
-    return create_draft(
-        session,
-        topic=campaign.topic,
-        subject=campaign.subject,
-        text=campaign.text_body,
-        html=campaign.html_body,
-        audience=campaign.audience,
-        actor=actor,
-        role=role,
-        detail={"duplicate_of": campaign.public_id},
-    )
+    detail = {"duplicate_of": campaign.public_id}
+    return create_draft(session, Draft.of(campaign), actor=actor, role=role, detail=detail)

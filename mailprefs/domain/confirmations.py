@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailprefs.domain import messages
+from mailprefs.domain.campaigns import Content
 from mailprefs.domain.consent import ConsentEvent
 from mailprefs.domain.models import Subscriber, Topic, TopicState
 from mailprefs.domain.outbox_models import Campaign, CampaignKind, Delivery
@@ -34,19 +36,28 @@ def _literal(name: str) -> str:
     return name.replace("{", "(").replace("}", ")").replace("%", "")
 
 
-def request(session: Session, subscriber: Subscriber, topic: Topic, actor: str) -> Campaign:
-    """Queue a confirmation mail for `topic`; its link is signed at send time and expires."""
-    name = _literal(topic.name)
-    campaign, _delivery = messages.enqueue(
+def enqueue(
+    session: Session, subscriber: Subscriber, content: Content, meta: dict[str, Any], actor: str
+) -> tuple[Campaign, Delivery]:
+    """Queue a mail that asks the person to confirm what `meta` names, on the account
+    topic (administrative stream); its link is signed at send time and expires."""
+    return messages.enqueue(
         session,
         topic=get_topic(session, "account"),
         subscriber=subscriber,
-        subject=SUBJECT.format(name=name),
-        text=TEXT.format(name=name),
-        html=HTML.format(name=name),
+        **content._asdict(),
         created_by=actor,
         kind=CampaignKind.CONFIRMATION,
-        meta={"confirm_topic": topic.slug},
+        meta=meta,
+    )
+
+
+def request(session: Session, subscriber: Subscriber, topic: Topic, actor: str) -> Campaign:
+    """Queue a confirmation mail for `topic`."""
+    name = _literal(topic.name)
+    content = Content(SUBJECT.format(name=name), TEXT.format(name=name), HTML.format(name=name))
+    campaign, _delivery = enqueue(
+        session, subscriber, content, {"confirm_topic": topic.slug}, actor
     )
     return campaign
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Text, cast, or_, select, update
+from sqlalchemy import JSON, Text, cast, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from mailprefs.domain.addresses import forms, redact
@@ -21,22 +21,23 @@ from mailprefs.domain.import_models import ImportProblem
 from mailprefs.domain.models import AuditEntry, IdempotencyRecord, Suppression
 from mailprefs.domain.outbox_models import BounceEvent, Campaign, Complaint, Delivery
 
-# (column, holds JSON?) — every column where free text may quote an address. The
-# consent ledger is not here: its context holds ids only, and it is append-only.
-FREE_TEXT: tuple[tuple[InstrumentedAttribute, bool], ...] = (
-    (Delivery.last_error, False),
-    (BounceEvent.diagnostic, False),
-    (Complaint.detail, False),
-    (Complaint.resolution, False),
-    (Suppression.lift_reason, False),
-    (Suppression.evidence, True),
-    (AuditEntry.detail, True),
-    (IdempotencyRecord.response, True),
-    (Campaign.subject, False),
-    (Campaign.text_body, False),
-    (Campaign.html_body, False),
-    (Campaign.meta, True),
-    (ImportProblem.detail, False),
+# Every column where free text may quote an address (JSON columns are searched in their
+# stored text and redacted value by value). The consent ledger is not here: its context
+# holds ids only, and it is append-only.
+FREE_TEXT: tuple[InstrumentedAttribute, ...] = (
+    Delivery.last_error,
+    BounceEvent.diagnostic,
+    Complaint.detail,
+    Complaint.resolution,
+    Suppression.lift_reason,
+    Suppression.evidence,
+    AuditEntry.detail,
+    IdempotencyRecord.response,
+    Campaign.subject,
+    Campaign.text_body,
+    Campaign.html_body,
+    Campaign.meta,
+    ImportProblem.detail,
 )
 
 
@@ -77,8 +78,8 @@ def forget(session: Session, address: str, *, subscriber_id: int, email_hash: st
     session.execute(update(Complaint).where(linked_complaint).values(detail=None))
     patterns = [_like(s) for s in _spellings(address)]
     changed = 0
-    for column, is_json in FREE_TEXT:
-        entity = column.class_
+    for column in FREE_TEXT:
+        entity, is_json = column.class_, isinstance(column.type, JSON)
         matches = or_(*(cast(column, Text).ilike(p, escape="\\") for p in patterns))
         for row in session.scalars(select(entity).where(matches)):
             value = getattr(row, column.key)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class DomainError(Exception):
     """Base of every refusal the domain can give."""
@@ -37,3 +41,10 @@ class Invalid(DomainError):
     @classmethod
     def field(cls, field: str, message: str) -> Invalid:
         return cls(message, [{"field": field, "detail": message}])
+
+
+def found(row: T | None, detail: str) -> T:
+    """`row` from a lookup, or NotFound(detail) when the lookup found nothing."""
+    if row is None:
+        raise NotFound(detail)
+    return row

@@ -37,6 +37,12 @@ def new_public_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+def partial_index(name: str, *columns: str, where: str, unique: bool = False) -> Index:
+    """An index over only the rows that meet `where` (SQL), the same on both databases."""
+    condition = text(where)
+    return Index(name, *columns, unique=unique, sqlite_where=condition, postgresql_where=condition)
+
+
 def str_enum(cls: type[enum.Enum], name: str) -> Enum:
     return Enum(
         cls,
@@ -205,12 +211,8 @@ class Suppression(Base):
 
     __table_args__ = (
         # At most one active suppression per address; lifted ones stay as history.
-        Index(
-            "uq_suppressions_active_hash",
-            "email_hash",
-            unique=True,
-            sqlite_where=text("lifted_at IS NULL"),
-            postgresql_where=text("lifted_at IS NULL"),
+        partial_index(
+            "uq_suppressions_active_hash", "email_hash", where="lifted_at IS NULL", unique=True
         ),
         Index("ix_suppressions_email_hash", "email_hash"),
     )

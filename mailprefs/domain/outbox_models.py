@@ -25,12 +25,11 @@ from sqlalchemy import (
     Text,
     Unicode,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from mailprefs.db import Base, UTCDateTime
-from mailprefs.domain.models import BigId, Topic, new_public_id, str_enum
+from mailprefs.domain.models import BigId, Topic, new_public_id, partial_index, str_enum
 
 
 class CampaignKind(enum.StrEnum):
@@ -157,13 +156,8 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("campaign_id", "subscriber_id"),
         # The work queue: only queued rows are indexed, so the index stays small.
-        Index(
-            "ix_deliveries_queue",
-            "priority",
-            "next_attempt_at",
-            "id",
-            sqlite_where=text("status = 'queued'"),
-            postgresql_where=text("status = 'queued'"),
+        partial_index(
+            "ix_deliveries_queue", "priority", "next_attempt_at", "id", where="status = 'queued'"
         ),
         Index("ix_deliveries_subscriber_id", "subscriber_id"),
     )

@@ -18,12 +18,11 @@ from mailprefs.domain.errors import Invalid
 from mailprefs.domain.models import (
     Subscriber,
     SubscriberStatus,
-    Topic,
     TopicKind,
     TopicState,
     TopicSubscription,
 )
-from mailprefs.domain.topics import get_topic
+from mailprefs.domain.topics import get_topic, list_topics
 
 MAX_LIMIT = 500
 EXPORT_BATCH = 2000
@@ -99,7 +98,7 @@ def query(session: Session, filters: Filters, hash_key: str) -> Select[Any]:
 
 def topic_states(session: Session, ids: list[int]) -> dict[int, dict[str, str]]:
     """Every active topic's state for these people (`none` where nothing was recorded)."""
-    slugs = dict(session.execute(select(Topic.id, Topic.slug).where(Topic.active)).all())
+    slugs = {topic.id: topic.slug for topic in list_topics(session)}
     states: dict[int, dict[str, str]] = {i: dict.fromkeys(slugs.values(), "none") for i in ids}
     if not ids:
         return states
@@ -142,9 +141,9 @@ def counts(session: Session) -> dict[str, Any]:
     )
     active = by_status.get(SubscriberStatus.ACTIVE, 0)
     topics: dict[str, dict[str, int]] = {}
-    for topic in session.scalars(
-        select(Topic).where(Topic.active, Topic.kind == TopicKind.MARKETING).order_by(Topic.id)
-    ):
+    for topic in list_topics(session):
+        if topic.kind != TopicKind.MARKETING:
+            continue
         rows = dict(
             session.execute(
                 select(TopicSubscription.state, func.count())
@@ -176,7 +175,7 @@ def export_rows(
 ) -> tuple[list[str], Iterator[list[str]]]:
     """The header, and the rows: one per person, read in keyset batches (memory stays
     flat). Bad filters raise here, before any row is produced."""
-    slugs = [t.slug for t in session.scalars(select(Topic).where(Topic.active).order_by(Topic.id))]
+    slugs = [topic.slug for topic in list_topics(session)]
     base = query(session, filters, hash_key).with_only_columns(
         Subscriber.id,
         Subscriber.public_id,

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from mailprefs import clock
 from mailprefs.domain import audit, campaigns, client_time, gate
 from mailprefs.domain.consent import policy_version_in_force, standing
-from mailprefs.domain.errors import Conflict, Invalid, NotFound
+from mailprefs.domain.errors import Conflict, Invalid, found
 from mailprefs.domain.models import Subscriber
 from mailprefs.domain.outbox_models import (
     PRIORITY,
@@ -83,24 +83,19 @@ def announce(
         )
     _check(session, what, effective_at, announce_at, now, settings.notice_days)
 
-    subject, text, html = render_notice(what, effective_at, settings)
-    campaign = campaigns.create(
+    campaign = campaigns.create_scheduled(
         session,
-        topic=get_topic(session, TOPIC),
-        subject=subject,
-        text=text,
-        html=html,
-        send_at=None,
-        audience=None,
-        created_by=actor,
+        get_topic(session, TOPIC),
+        render_notice(what, effective_at, settings),
+        at=announce_at,
+        actor=actor,
         kind=CampaignKind.POLICY,
+        meta={
+            "policy_version": what.version,
+            "policy_kind": what.kind.value,
+            "effective_at": effective_at.isoformat(),
+        },
     )
-    campaign.meta = {
-        "policy_version": what.version,
-        "policy_kind": what.kind.value,
-        "effective_at": effective_at.isoformat(),
-    }
-    campaigns.schedule(session, campaign, announce_at, actor)
     policy = PolicyVersion(
         version=what.version,
         title=what.title.strip(),
@@ -199,7 +194,7 @@ def _literal(rendered: str) -> str:
 
 def render_notice(
     what: Announcement, effective_at: datetime, settings: NoticeSettings
-) -> tuple[str, str, str]:
+) -> campaigns.Content:
     """Subject, text and HTML of a notice, from templates/email/policy_{kind}.*."""
     context: dict[str, Any] = {
         "version": what.version,
@@ -218,7 +213,7 @@ def render_notice(
     subject = one_line(env.get_template(f"{name}.subject.txt").render(context))
     text = env.get_template(f"{name}.txt").render(context)
     html = env.get_template(f"{name}.html").render(context)
-    return _literal(subject), _literal(text), _literal(html)
+    return campaigns.Content(_literal(subject), _literal(text), _literal(html))
 
 
 # --- newcomers ------------------------------------------------------------------------
@@ -295,9 +290,7 @@ def notify_newcomer(session: Session, subscriber: Subscriber) -> int:
 
 def get(session: Session, version: str) -> PolicyVersion:
     policy = session.scalar(select(PolicyVersion).where(PolicyVersion.version == version))
-    if policy is None:
-        raise NotFound("no policy with this version")
-    return policy
+    return found(policy, "no policy with this version")
 
 
 def list_versions(session: Session) -> list[PolicyVersion]:

@@ -18,7 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailprefs import clock
-from mailprefs.domain import audit, confirmations, consent, messages, subscribers
+from mailprefs.domain import audit, confirmations, consent, subscribers
+from mailprefs.domain.campaigns import Content
 from mailprefs.domain.consent import Evidence
 from mailprefs.domain.errors import Invalid
 from mailprefs.domain.models import (
@@ -29,9 +30,8 @@ from mailprefs.domain.models import (
     TopicKind,
     TopicState,
 )
-from mailprefs.domain.outbox_models import Campaign, CampaignKind
+from mailprefs.domain.outbox_models import Campaign
 from mailprefs.domain.tokens import TOPIC_LIST_MAX
-from mailprefs.domain.topics import get_topic
 
 SUBJECT = "You asked to join again \u2014 please confirm"
 TEXT = (
@@ -75,16 +75,9 @@ def request(
     session.execute(select(Subscriber.id).where(Subscriber.id == subscriber.id).with_for_update())
     if requested_since(session, subscriber, clock.now() - interval):
         return None
-    campaign, delivery = messages.enqueue(
-        session,
-        topic=get_topic(session, "account"),
-        subscriber=subscriber,
-        subject=SUBJECT,
-        text=TEXT,
-        html=HTML,
-        created_by=actor,
-        kind=CampaignKind.CONFIRMATION,
-        meta={"reactivate": slugs},
+    content = Content(SUBJECT, TEXT, HTML)
+    campaign, delivery = confirmations.enqueue(
+        session, subscriber, content, {"reactivate": slugs}, actor
     )
     audit.record(
         session,

@@ -116,21 +116,29 @@ _DELIVERED = or_(
 )
 
 
+def _bounced(session: Session, *conditions: Any) -> int:
+    """How many deliveries have a bounce event meeting `conditions` (each counted once)."""
+    count = session.scalar(
+        select(func.count(distinct(BounceEvent.delivery_id)))
+        .join(Delivery, Delivery.id == BounceEvent.delivery_id)
+        .where(*conditions)
+    )
+    return count or 0
+
+
 def campaign_rates(session: Session, campaign_id: int) -> Rates:
     delivered = session.scalar(
         select(func.count(Delivery.id)).where(Delivery.campaign_id == campaign_id, _DELIVERED)
     )
-    hard = session.scalar(
-        select(func.count(distinct(BounceEvent.delivery_id)))
-        .join(Delivery, Delivery.id == BounceEvent.delivery_id)
-        .where(Delivery.campaign_id == campaign_id, BounceEvent.kind == BounceKind.HARD)
+    hard = _bounced(
+        session, Delivery.campaign_id == campaign_id, BounceEvent.kind == BounceKind.HARD
     )
     complaints = session.scalar(
         select(func.count(distinct(Complaint.email_hash))).where(
             Complaint.campaign_id == campaign_id
         )
     )
-    return Rates(delivered or 0, hard or 0, complaints or 0)
+    return Rates(delivered or 0, hard, complaints or 0)
 
 
 def stream_rates(session: Session, stream: TopicKind, since: datetime) -> Rates:
@@ -145,32 +153,20 @@ def stream_rates(session: Session, stream: TopicKind, since: datetime) -> Rates:
         )
     )
     # A refusal by the relay has no sent_at; its bounce event says when it happened.
-    refused = session.scalar(
-        select(func.count(distinct(BounceEvent.delivery_id)))
-        .join(Delivery, Delivery.id == BounceEvent.delivery_id)
-        .where(
-            Delivery.campaign_id.in_(stream_campaigns),
-            Delivery.status == DeliveryStatus.FAILED,
-            Delivery.reason == "rejected_recipient",
-            BounceEvent.occurred_at >= since,
-        )
+    in_window = (Delivery.campaign_id.in_(stream_campaigns), BounceEvent.occurred_at >= since)
+    refused = _bounced(
+        session,
+        *in_window,
+        Delivery.status == DeliveryStatus.FAILED,
+        Delivery.reason == "rejected_recipient",
     )
-    delivered = (sent or 0) + (refused or 0)
-    hard = session.scalar(
-        select(func.count(distinct(BounceEvent.delivery_id)))
-        .join(Delivery, Delivery.id == BounceEvent.delivery_id)
-        .where(
-            Delivery.campaign_id.in_(stream_campaigns),
-            BounceEvent.kind == BounceKind.HARD,
-            BounceEvent.occurred_at >= since,
-        )
-    )
+    hard = _bounced(session, *in_window, BounceEvent.kind == BounceKind.HARD)
     complaints = session.scalar(
         select(func.count(distinct(Complaint.email_hash))).where(
             Complaint.campaign_id.in_(stream_campaigns), Complaint.created_at >= since
         )
     )
-    return Rates(delivered, hard or 0, complaints or 0)
+    return Rates((sent or 0) + refused, hard, complaints or 0)
 
 
 def breach(rates: Rates, limits: Limits) -> str | None:

@@ -58,9 +58,7 @@ def queue(
         copy = campaigns.create(
             session,
             topic=campaign.topic,
-            subject=campaign.subject,
-            text=campaign.text_body,
-            html=campaign.html_body,
+            **campaigns.content_of(campaign)._asdict(),
             send_at=None,
             audience=None,
             created_by=actor,

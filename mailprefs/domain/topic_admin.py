@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from mailprefs import clock
 from mailprefs.domain import audit
-from mailprefs.domain.errors import Conflict, Invalid, NotFound
+from mailprefs.domain.errors import Conflict, Invalid, found
 from mailprefs.domain.models import Topic, TopicKind
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -44,10 +44,7 @@ class TopicChange:
 
 def find(session: Session, slug: str) -> Topic:
     """The topic with this slug, retired ones included; NotFound otherwise."""
-    topic = session.scalar(select(Topic).where(Topic.slug == slug))
-    if topic is None:
-        raise NotFound("no topic with this slug")
-    return topic
+    return found(session.scalar(select(Topic).where(Topic.slug == slug)), "no topic with this slug")
 
 
 def all_topics(session: Session) -> list[Topic]:

@@ -17,12 +17,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from mailprefs.db import Base, UTCDateTime
-from mailprefs.domain.models import BigId, new_public_id, str_enum
+from mailprefs.domain.models import BigId, new_public_id, partial_index, str_enum
 
 
 class WebhookDeliveryStatus(enum.StrEnum):
@@ -90,13 +89,12 @@ class WebhookDelivery(Base):
     __table_args__ = (
         UniqueConstraint("event_id", "endpoint_id"),
         # The send queue: pending rows only, so the index stays small.
-        Index(
+        partial_index(
             "ix_webhook_deliveries_pending",
             "endpoint_id",
             "ordering_key",
             "id",
-            sqlite_where=text("status = 'pending'"),
-            postgresql_where=text("status = 'pending'"),
+            where="status = 'pending'",
         ),
         Index("ix_webhook_deliveries_created_at", "created_at"),
     )

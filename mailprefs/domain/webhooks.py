@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from mailprefs import clock
 from mailprefs.domain import audit
-from mailprefs.domain.errors import Invalid, NotFound
+from mailprefs.domain.errors import Invalid, found
 from mailprefs.domain.models import ConsentAction, ConsentEvent, Subscriber, Topic
 from mailprefs.domain.outbox_models import BounceEvent, Campaign, CampaignStatus, Complaint
 from mailprefs.domain.webhook_models import (
@@ -96,26 +96,27 @@ def register(
     unknown = [e for e in events if e not in EVENT_TYPES]
     if not events or unknown:
         raise Invalid.field("events", f"name one or more of {list(EVENT_TYPES)}")
-    secret = "whsec_" + secrets.token_hex(32)
     row = WebhookEndpoint(
         url=url,
         events=sorted(set(events)),
         include_email=include_email,
-        secret=secret,
+        secret="whsec_" + secrets.token_hex(32),
         created_at=clock.now(),
         created_by=actor,
     )
     session.add(row)
     session.flush()
+    detail = {"url": url, "events": row.events, "include_email": include_email}
+    _audit(session, actor, "webhook.create", row, detail)
+    return row, row.secret
+
+
+def _audit(
+    session: Session, actor: str, action: str, endpoint: WebhookEndpoint, detail: dict[str, Any]
+) -> None:
     audit.record(
-        session,
-        actor,
-        "webhook.create",
-        target_type="webhook",
-        target_id=row.public_id,
-        detail={"url": url, "events": row.events, "include_email": include_email},
+        session, actor, action, target_type="webhook", target_id=endpoint.public_id, detail=detail
     )
-    return row, secret
 
 
 def active(session: Session) -> list[WebhookEndpoint]:
@@ -134,9 +135,7 @@ def get(session: Session, public_id: str) -> WebhookEndpoint:
             WebhookEndpoint.public_id == public_id, WebhookEndpoint.deleted_at.is_(None)
         )
     )
-    if row is None:
-        raise NotFound("no webhook endpoint with this id")
-    return row
+    return found(row, "no webhook endpoint with this id")
 
 
 def delete(session: Session, endpoint: WebhookEndpoint, actor: str) -> int:
@@ -150,14 +149,7 @@ def delete(session: Session, endpoint: WebhookEndpoint, actor: str) -> int:
         )
         .values(status=WebhookDeliveryStatus.CANCELLED, lease_owner=None, lease_until=None)
     ).rowcount
-    audit.record(
-        session,
-        actor,
-        "webhook.delete",
-        target_type="webhook",
-        target_id=endpoint.public_id,
-        detail={"cancelled": cancelled},
-    )
+    _audit(session, actor, "webhook.delete", endpoint, {"cancelled": cancelled})
     session.flush()
     return cancelled
 
@@ -172,14 +164,8 @@ def replay(session: Session, delivery: WebhookDelivery, actor: str) -> None:
     delivery.next_attempt_at = now
     delivery.retry_until = now + RETRY_WINDOW
     delivery.lease_owner = delivery.lease_until = None
-    audit.record(
-        session,
-        actor,
-        "webhook.replay",
-        target_type="webhook",
-        target_id=delivery.endpoint.public_id,
-        detail={"delivery": delivery.id, "event": delivery.event.public_id},
-    )
+    detail = {"delivery": delivery.id, "event": delivery.event.public_id}
+    _audit(session, actor, "webhook.replay", delivery.endpoint, detail)
     session.flush()
 
 

@@ -83,18 +83,10 @@ def campaign_due_now(
     from mailprefs import clock
     from mailprefs.domain import campaigns
 
-    campaign = campaigns.create(
-        session,
-        topic=get_topic(session, topic),
-        subject=subject,
-        text=text,
-        html=html,
-        send_at=None,
-        audience=None,
-        created_by="test",
+    content = campaigns.Content(subject, text, html)
+    return campaigns.create_scheduled(
+        session, get_topic(session, topic), content, at=clock.now(), actor="test"
     )
-    campaigns.schedule(session, campaign, clock.now(), "test")
-    return campaign
 
 
 def started_campaign(

@@ -83,17 +83,15 @@ def _form(campaign: Campaign | None = None) -> CampaignForm:
     return form
 
 
-def _content(form: CampaignForm) -> dict:
+def _content(form: CampaignForm) -> compose.Draft:
     """The form's values for the domain; Invalid (naming the field) for a bad one."""
     db = db_session()
     html = form.html.data if form.html.data and form.html.data.strip() else None
-    return {
-        "topic": get_topic(db, form.topic.data or ""),
-        "subject": form.subject.data,
-        "text": form.text.data,
-        "html": html,
-        "audience": compose.parse_audience(form.audience.data or ""),
-    }
+    return compose.Draft(
+        get_topic(db, form.topic.data or ""),
+        campaigns.Content(form.subject.data, form.text.data, html),
+        compose.parse_audience(form.audience.data or ""),
+    )
 
 
 def _place_errors(form: CampaignForm, exc: Invalid) -> None:
@@ -122,7 +120,7 @@ def campaign_new():
         return _editor(form, None, 422 if request.method == "POST" else 200)
     db = db_session()
     try:
-        row = compose.create_draft(db, **_content(form), actor=actor(), role=_role())
+        row = compose.create_draft(db, _content(form), actor=actor(), role=_role())
     except Invalid as exc:
         db.rollback()
         _place_errors(form, exc)
@@ -149,7 +147,7 @@ def campaign_edit(public_id: str):
         return _editor(form, row, 422 if request.method == "POST" else 200)
     db = db_session()
     try:
-        compose.update_draft(db, row, **_content(form), actor=actor(), role=_role())
+        compose.update_draft(db, row, _content(form), actor=actor(), role=_role())
     except Invalid as exc:
         db.rollback()
         _place_errors(form, exc)
