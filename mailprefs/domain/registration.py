@@ -4,6 +4,7 @@ statements of `subscribers.register_person`, the path of every `POST /api/v1/sub
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,11 +94,18 @@ def lookup(session: Session, address: str, hashed: str) -> list[Row[Any]]:
 def insert_person(session: Session, values: dict[str, Any]) -> Subscriber | None:
     """The new person, or None when someone registered the address a moment ago: one
     statement (INSERT .. ON CONFLICT DO NOTHING RETURNING), no savepoint, no re-read."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(Subscriber)
-        .values(public_id=new_public_id(), **values)
+    statement = _insert_statement(session.get_bind().dialect.name)
+    rows = session.scalars(statement, [{"public_id": new_public_id(), **values}]).all()
+    return rows[0] if rows else None
+
+
+@functools.cache
+def _insert_statement(dialect: str) -> Any:
+    # Built once per dialect; the values go as parameters (SQLAlchemy's ORM bulk INSERT,
+    # which puts the returned person in the session as if it had been flushed).
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert
+    return (
+        insert(Subscriber)
         .on_conflict_do_nothing(index_elements=[Subscriber.email_hash])
         .returning(Subscriber)
     )
-    return session.scalars(statement).first()
