@@ -1,6 +1,6 @@
 """What a registration reads before it writes, and the new person's INSERT: the few
 statements of `subscribers.register_person`, the path of every `POST /api/v1/subscribers`
-(docs/performance.md, "Creating one subscriber")."""
+(docs/performance.md, "Creating one subscriber (figures of 2026-12-01)")."""
 
 from __future__ import annotations
 

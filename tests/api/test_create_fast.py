@@ -1,5 +1,6 @@
-"""`POST /api/v1/subscribers` in few statements (docs/performance.md, "Creating one
-subscriber"): the bounds below fail a change that adds a statement to every create."""
+"""`POST /api/v1/subscribers` in few statements: the bounds below fail a change that
+adds a statement to every create (docs/performance.md,
+"Creating one subscriber (figures of 2026-12-01)")."""
 
 from __future__ import annotations
 
