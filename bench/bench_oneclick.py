@@ -30,27 +30,20 @@ MAILPREFS_BENCH_ONECLICK_FULL=1 also measures both apps on SQLite with
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from bench import fixtures
+from bench import fixtures, gunicorn
 from bench.common import Figure
 from mailprefs.config import secret_keys
 from mailprefs.domain.tokens import TokenService
 
 WRK = os.environ.get("MAILPREFS_WRK", "/usr/bin/wrk")
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 CONNECTIONS = 16
 THREADS = 2  # wrk's threads; the machine has 2 cores shared with the server
 WORKERS = 2
@@ -134,20 +127,22 @@ def _measure(
         files = _token_files(workdir, slices)
         env = fixtures.environment(url, workdir, MAILPREFS_SQLITE_SYNCHRONOUS=synchronous)
         before = _one_click_events(url)
-        with _servers(env, workdir) as servers:
+        with gunicorn.servers(APPS, env, workdir, WORKERS) as servers:
             warmup = {
                 name: _wrk(base_url, workdir, files[f"{name}-warmup"], WARMUP_SECONDS)
                 for name, (_, base_url) in servers.items()
             }
             for i in range(rounds):
                 for name, (server, base_url) in servers.items():
-                    cpu = _cpu_seconds(server)
+                    cpu = gunicorn.cpu_seconds(server)
                     result = _wrk(base_url, workdir, files[f"{name}-{i}"], seconds)
-                    result["cpu_us"] = (_cpu_seconds(server) - cpu) / result["requests"] * 1e6
-                    results[name].append(_checked(name, result, workdir))
+                    result["cpu_us"] = (
+                        (gunicorn.cpu_seconds(server) - cpu) / result["requests"] * 1e6
+                    )
+                    results[name].append(gunicorn.checked(name, result, workdir))
         recorded = _one_click_events(url) - before
     load.append(Path("/proc/loadavg").read_text().split()[0])
-    base, app = (_best(results[name]) for name in APPS)
+    base, app = (gunicorn.best(results[name]) for name in APPS)
     sent = sum(r["requests"] for r in results["mailprefs"]) + warmup["mailprefs"]["requests"]
     print(
         f"   {label}: baseline {base['rate']:,.0f} req/s p99 {base['p99']:.1f} ms "
@@ -193,24 +188,6 @@ def _measure(
     ]
 
 
-def _best(results: list[dict[str, float]]) -> dict[str, float]:
-    """The round least disturbed by other processes (as `timeit` takes the minimum):
-    the most requests per second, with that round's p99; CPU per request is the median
-    over the rounds (it hardly moves with load)."""
-    best = dict(max(results, key=lambda r: r["rate"]))
-    best["cpu_us"] = sorted(r["cpu_us"] for r in results)[len(results) // 2]
-    return best
-
-
-def _checked(name: str, result: dict[str, float], workdir: Path) -> dict[str, float]:
-    if result["non2xx"] or result["socket_errors"]:
-        tail = (workdir / f"gunicorn-{name}.log").read_text()[-3000:]
-        raise SystemExit(f"{name}: {result} (answers other than 2xx, or socket errors)\n{tail}")
-    result["rate"] = result["requests"] / (result["duration_us"] / 1e6)
-    result["p99"] = result["p99_us"] / 1000
-    return result
-
-
 def _token_files(workdir: Path, slices: dict[str, int]) -> dict[str, Path]:
     """One file of unsubscribe tokens per run, for disjoint slices of the population
     (`populate` numbers people 1..n with public ids `pub%012d`, all opted in to offers),
@@ -227,48 +204,6 @@ def _token_files(workdir: Path, slices: dict[str, int]) -> dict[str, Path]:
         files[name] = path
         start += count
     return files
-
-
-@contextlib.contextmanager
-def _servers(env: dict[str, str], workdir: Path):
-    """Both apps under `gunicorn -w 2`, each on a port of its own: {name: (process, url)}."""
-    servers: dict[str, tuple[subprocess.Popen, str]] = {}
-    try:
-        for name, target in APPS.items():
-            port = _free_port()
-            log = workdir / f"gunicorn-{name}.log"
-            with log.open("w") as handle:
-                process = subprocess.Popen(
-                    [GUNICORN, "-w", str(WORKERS), "-b", f"127.0.0.1:{port}"]
-                    + ["--log-level", "warning", target],
-                    cwd=fixtures.ROOT,
-                    env=env,
-                    stdout=handle,
-                    stderr=subprocess.STDOUT,
-                )
-            servers[name] = (process, f"http://127.0.0.1:{port}")
-            _wait_ready(port, process, log)
-        yield servers
-    finally:
-        for process, _ in servers.values():
-            process.send_signal(signal.SIGTERM)
-        for process, _ in servers.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _cpu_seconds(master: subprocess.Popen) -> float:
-    """CPU time (user + system) used so far by the gunicorn master's workers."""
-    children = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
-    ticks = 0
-    for pid in children:
-        with contextlib.suppress(FileNotFoundError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _wrk(url: str, workdir: Path, tokens: Path, seconds: int) -> dict[str, float]:
@@ -288,26 +223,6 @@ def _wrk(url: str, workdir: Path, tokens: Path, seconds: int) -> dict[str, float
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("RESULT "))
     return json.loads(line[len("RESULT ") :])
-
-
-def _wait_ready(port: int, server: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"gunicorn exited:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"gunicorn did not answer in time:\n{log.read_text()[-3000:]}")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _one_click_events(url: str) -> int:

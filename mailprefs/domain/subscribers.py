@@ -8,7 +8,6 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailprefs import clock
@@ -23,9 +22,11 @@ from mailprefs.domain.models import (
     SubscriberStatus,
     SuppressionReason,
     Topic,
+    TopicState,
 )
 from mailprefs.domain.numbers import NON_FINITE_DETAIL, first_non_finite
 from mailprefs.domain.outbox_models import BounceEvent, Complaint, Delivery
+from mailprefs.domain.registration import Registration, insert_person, lookup
 from mailprefs.domain.topics import get_topic
 
 MINIMUM_AGE = 13
@@ -33,8 +34,6 @@ MINIMUM_AGE = 13
 # digits only): `birth_date`, `BirthDate`, `date-of-birth`, `DOB`, `Age` ... all count.
 BIRTH_DATE_NAMES = frozenset({"birthdate", "dateofbirth", "dob", "born", "bornon"})
 AGE_NAMES = frozenset({"age", "ageyears", "ageinyears"})
-# Addresses once erased, or of a child, are never registered again by accident.
-NEVER_AGAIN = {SuppressionReason.ERASED, SuppressionReason.UNDERAGE}
 
 
 class ClosedAccount(Conflict):
@@ -144,31 +143,59 @@ def register(
     evidence: Evidence,
     reopen: bool = False,
 ) -> tuple[Subscriber, bool]:
-    """Register a person (or re-register one), apply their consents. Returns (person, new?).
+    """`register_person`, for callers that need only the person and whether they are new."""
+    done = register_person(
+        session,
+        email=email,
+        attributes=attributes,
+        consents=consents,
+        hash_key=hash_key,
+        evidence=evidence,
+        reopen=reopen,
+    )
+    return done.subscriber, done.created
+
+
+def register_person(
+    session: Session,
+    *,
+    email: str,
+    attributes: dict[str, Any] | None,
+    consents: list[ConsentRequest],
+    hash_key: str,
+    evidence: Evidence,
+    reopen: bool = False,
+) -> Registration:
+    """Register a person (or re-register one), apply their consents.
 
     Everything is checked before anything is written, so a refusal stores nothing.
     A person who closed their account (opted out entirely) must re-register themselves
     (invariant 5): only a path acting for the person passes `reopen=True` (a registration
     they confirmed); for anyone else, a key included, it is a Conflict and nothing changes.
+    A new person costs one lookup, the person's INSERT, and per consent its event and state.
     """
     address = normalise(email)
     attributes = dict(attributes or {})
     check_attributes(attributes)
     check_age(attributes, clock.now().date())
     hashed = address_hash(address, hash_key)
-    blocking = suppression.active(session, hashed) or meet_hashed_suppression(
-        session, address, hashed
-    )
-    if blocking is not None and blocking.reason in NEVER_AGAIN:
+    rows = lookup(session, address, hashed)
+    found = rows[0]
+    if found.never_again:
         raise Conflict(
             "this address belonged to a person whose data was erased; it cannot be registered again"
         )
-    topics: list[tuple[Topic, ConsentRequest]] = [
-        (get_topic(session, request.topic, f"consents.{i}.topic"), request)
-        for i, request in enumerate(consents)
-    ]
+    if not found.suppressed and found.hashed:
+        meet_hashed_suppression(session, address, hashed)
+    active_topics = {row.Topic.slug: row.Topic for row in rows if row.Topic is not None}
+    topics: list[tuple[Topic, ConsentRequest]] = []
+    for i, request in enumerate(consents):
+        topic = active_topics.get(request.topic)
+        if topic is None:  # `get_topic` says why, naming the field
+            topic = get_topic(session, request.topic, f"consents.{i}.topic")
+        topics.append((topic, request))
     now = clock.now()
-    subscriber = session.scalar(select(Subscriber).where(Subscriber.email_hash == hashed))
+    subscriber = found.Subscriber
     if subscriber is not None and subscriber.status == SubscriberStatus.DEACTIVATED and not reopen:
         raise ClosedAccount(
             "this person closed their account; only they can reopen it, by a registration "
@@ -179,23 +206,23 @@ def register(
     created = subscriber is None
     reactivated = False
     if created:
-        subscriber = Subscriber(
-            email=address,
-            email_hash=hashed,
-            attributes=attributes,
-            status=SubscriberStatus.ACTIVE,
-            created_at=now,
-            updated_at=now,
+        subscriber = insert_person(
+            session,
+            {
+                "email": address,
+                "email_hash": hashed,
+                "attributes": attributes,
+                "status": SubscriberStatus.ACTIVE,
+                "created_at": now,
+                "updated_at": now,
+            },
         )
-        try:
-            with session.begin_nested():
-                session.add(subscriber)
-        except IntegrityError:
+        if subscriber is None:
             # Someone registered the same address a moment ago: treat it as existing.
             created = False
-            subscriber = session.scalar(select(Subscriber).where(Subscriber.email_hash == hashed))
-            if subscriber is None:
-                raise
+            subscriber = session.scalars(
+                select(Subscriber).where(Subscriber.email_hash == hashed)
+            ).one()
     if not created:
         if attributes:
             subscriber.attributes = {**subscriber.attributes, **attributes}
@@ -203,17 +230,26 @@ def register(
         if subscriber.status == SubscriberStatus.DEACTIVATED:
             consent.account_event(session, subscriber, ConsentAction.REACTIVATE, evidence)
             reactivated = True
+    states = dict.fromkeys(active_topics, TopicState.NONE) if created else None
+    changed: set[str] = set()
     for topic, request in topics:
-        state, event = consent.change(session, subscriber, topic, request.action, request.evidence)
+        # A new person has no state yet for a topic this loop has not changed.
+        fresh = states is not None and topic.slug not in changed
+        state, event = consent.change(
+            session, subscriber, topic, request.action, request.evidence, no_state_yet=fresh
+        )
+        changed.add(topic.slug)
+        if states is not None:
+            states[topic.slug] = state
         confirmations.after_change(
             session, subscriber, topic, state, event, evidence.actor or "api"
         )
     session.flush()
-    if created or reactivated:
+    if (created or reactivated) and found.broadcast:
         # Registered while a policy notice is going out, before the policy takes
         # effect: they are told too (invariant 9).
         policies.notify_newcomer(session, subscriber)
-    return subscriber, created
+    return Registration(subscriber, created, states)
 
 
 def deactivate(

@@ -82,7 +82,7 @@ def _hash_key() -> str:
 def create_subscriber(call: Call):
     body: SubscriberIn = call.body
     try:
-        subscriber, created = subscribers.register(
+        done = subscribers.register_person(
             call.session,
             email=body.email,
             attributes=body.attributes,
@@ -107,9 +107,15 @@ def create_subscriber(call: Call):
         )
         call.session.commit()
         return 202, pending
-    reply = SubscriberOut(**summary(call, subscriber))
+    # The states a new person's registration already knows: no statement to read them.
+    states = done.states(call.session)
+    reply = SubscriberOut(
+        id=done.subscriber.public_id,
+        status=done.subscriber.status.value,
+        topics={slug: state.value for slug, state in states.items()},
+    )
     call.session.commit()
-    return (201 if created else 200), reply
+    return (201 if done.created else 200), reply
 
 
 @routes.get("/subscribers/<public_id>", responses={200: SubscriberDetail})
