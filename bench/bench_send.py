@@ -19,9 +19,10 @@ message) with MAILPREFS_SMTP_CONNECTIONS set; its peak resident memory (VmHWM) i
 from /proc while it runs. PostgreSQL: the campaign is expanded first, then one `run-due`
 is compared with two at once, each with its own relay, with pools of 8 and of the
 default size. DKIM: the same campaign signed (RSA-2048; RSA-2048 and Ed25519) against
-unsigned, judged with the 20 ms relay and a pool of 32 (shown without delay too, where
-signing's CPU competes with the relay's on two cores), and the signing cost per
-message, OpenSSL's and dkimpy's.
+unsigned, judged with the 20 ms relay and a pool of 32 (signed and unsigned in turn,
+three runs each, the best of each; shown without delay too, where signing's CPU
+competes with the relay's on two cores), and the signing cost per message, OpenSSL's
+and dkimpy's.
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ class Timing:
 
 def sizes(quick: bool) -> dict[str, int]:
     full = {"fast": 20_000, "naive": 5_000, "slow1": 500, "slow": 10_000, "slow8": 3_000}
-    return {k: max(200, v // 10) for k, v in full.items()} if quick else full
+    if quick:
+        return {**{k: max(200, v // 10) for k, v in full.items()}, "rounds": 1}
+    return {**full, "rounds": 3}
 
 
 def main(args: argparse.Namespace) -> list[Figure]:
@@ -137,9 +140,7 @@ def _delayed(work: Path, n: dict[str, int]) -> list[Figure]:
     }  # fmt: skip
     name = f"run-due, 1 worker, SQLite, relay {DELAY_MS} ms"
     keys = send_signing.make_keys(work)
-    signed = _run_due_sqlite(
-        work, n["slow"], pool=32, env=send_signing.env(keys), delay_ms=DELAY_MS
-    )
+    unsigned, signed = _signed_and_unsigned(work, n["slow"], keys, rounds=n["rounds"], **delay)
     figures = [
         Figure(f"bare smtplib loop, relay {DELAY_MS} ms, 1 connection", bare1.rate, "msg/s"),
         Figure(f"bare smtplib loop, relay {DELAY_MS} ms, 8 connections", bare8.rate, "msg/s"),
@@ -154,13 +155,26 @@ def _delayed(work: Path, n: dict[str, int]) -> list[Figure]:
             Figure(f"{name}, pool of {pool}", run.rate, "msg/s", base.rate, label, target)
         )
     figures.append(
-        Figure(f"{name}, pool of 32, DKIM RSA-2048", signed.rate, "msg/s", runs[32].rate,
-               "unsigned", min_ratio=0.8)
+        Figure(f"{name}, pool of 32, DKIM RSA-2048 (best of {n['rounds']})", signed.rate,
+               "msg/s", unsigned.rate, f"unsigned (best of {n['rounds']})", min_ratio=0.8)
     )  # fmt: skip
     figures.append(
         Figure("run-due peak resident memory, pool of 64", runs[64].peak_mb[0], "MB", limit=150)
     )
     return figures
+
+
+def _signed_and_unsigned(
+    work: Path, count: int, keys: Any, rounds: int, **relay: Any
+) -> tuple[Timing, Timing]:
+    """The same campaign unsigned and signed (RSA-2048), in turn, `rounds` times each;
+    the best run of each. On two shared cores a single run of either swings by a fifth
+    with what else runs (docs/performance.md), and the two are judged by their ratio."""
+    unsigned, signed = [], []
+    for _ in range(rounds):
+        unsigned.append(_run_due_sqlite(work, count, pool=32, **relay))
+        signed.append(_run_due_sqlite(work, count, pool=32, env=send_signing.env(keys), **relay))
+    return max(unsigned, key=lambda t: t.rate), max(signed, key=lambda t: t.rate)
 
 
 def _postgres(work: Path, count: int) -> list[Figure]:
