@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from mailprefs.domain.addresses import normalise
 from mailprefs.domain.errors import Invalid
-from mailprefs.domain.subscribers import check_age
+from mailprefs.domain.subscribers import age_attribute, check_age
 
 SUBSCRIBER_COLUMNS = frozenset(
     {
@@ -300,7 +300,7 @@ def parse_time(value: str, name: str, now: datetime) -> datetime:
 
 def _text(values: dict[str, Any], name: str, limit: int) -> str | None:
     raw = values.get(name)
-    if raw is None:
+    if raw is None or raw == "":
         return None
     if not isinstance(raw, str):
         raise Invalid.field(name, "must be text")
@@ -318,6 +318,9 @@ def _topics(values: dict[str, Any]) -> tuple[str, ...]:
     raw = values.get("topics", values.get("topic"))
     if raw is None or raw == "":
         return ()
+    if isinstance(raw, str) and ";" not in raw:
+        slug = raw.strip()  # one topic, the common case
+        return (slug,) if slug else ()
     items = raw if isinstance(raw, list) else str(raw).split(";")
     slugs = tuple(dict.fromkeys(str(s).strip() for s in items if str(s).strip()))
     return slugs
@@ -345,11 +348,19 @@ def _attributes(values: dict[str, Any], today: date) -> dict[str, Any]:
         out[key] = raw
     if len(out) > MAX_ATTRIBUTES:
         raise Invalid.field("attributes", f"at most {MAX_ATTRIBUTES} attributes")
+    if not any(map(_means_age, out)):
+        return out  # no attribute names an age or a birth date: nothing to check
     try:
         check_age(out, today)
     except Invalid as exc:
         raise Invalid.field("attr." + exc.errors[0]["field"].split(".", 1)[1], exc.detail) from None
     return out
+
+
+@lru_cache(maxsize=1024)
+def _means_age(name: str) -> bool:
+    # Once per attribute name, not once per row: the names are the file's columns.
+    return age_attribute(name) is not None
 
 
 def subscriber_row(record: Record, now: datetime) -> Row:
