@@ -13,6 +13,7 @@ import hashlib
 import secrets
 from base64 import urlsafe_b64encode
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -291,6 +292,12 @@ def _write_consents(
         )
 
 
+@lru_cache(maxsize=64)
+def _transition(before: str, action: ConsentAction, double_opt_in: bool) -> str:
+    # `consent.transition` on the stored strings, once per (state, action, kind).
+    return transition(TopicState(before), action, double_opt_in).value
+
+
 def _plan_row(
     ctx: Context,
     row: Row,
@@ -312,7 +319,7 @@ def _plan_row(
             before, changed_at = states.get(key, (TopicState.NONE.value, None))
             if changed_at is not None and changed_at > at:
                 continue  # a later change was recorded: an older consent does not undo it
-            after = transition(TopicState(before), action, topic.double_opt_in).value
+            after = _transition(before, action, topic.double_opt_in)
             if after == before:
                 continue
             states[key] = (after, at)

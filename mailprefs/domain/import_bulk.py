@@ -88,17 +88,15 @@ def _converters(rows: list[Sequence[Any]], sqlite: bool) -> list[Callable[[Any],
 
 
 def _converted(rows: list[Sequence[Any]], sqlite: bool) -> list[Sequence[Any]]:
-    convert = [(i, f) for i, f in enumerate(_converters(rows, sqlite)) if f is not None]
-    if not convert:
+    convert = _converters(rows, sqlite)
+    if not any(convert):
         return rows
-    values = []
-    for row in rows:
-        row = list(row)
-        for i, f in convert:
-            if row[i] is not None:
-                row[i] = f(row[i])
-        values.append(row)
-    return values
+    # Column by column: a conversion is then one pass over a list, not a step per cell.
+    columns = [
+        column if f is None else [None if v is None else f(v) for v in column]
+        for f, column in zip(convert, zip(*rows, strict=True), strict=True)
+    ]
+    return list(zip(*columns, strict=True))
 
 
 def insert_rows(

@@ -156,26 +156,12 @@ class Reader:
 
     def records(self, start_line: int = 0, start_offset: int = 0) -> Iterator[Record]:
         """Every record after the header (or after the checkpoint given)."""
-        if self.fmt == "csv" and start_offset < self._header_end[1]:
-            start_line, start_offset = self._header_end
-        self.stream.seek(start_offset)
-        self.line, self.offset = start_line, start_offset
+        self._seek(start_line, start_offset)
         if self.fmt == "ndjson":
             yield from self._ndjson()
             return
-        lines = self._lines()
-        reader = csv.reader(lines, strict=True)
         width = len(self.columns)
-        while True:
-            first = self.line + 1
-            try:
-                cells = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                raise FileProblem(first, f"line {first} is not valid CSV: {exc}") from None
-            if not cells or (len(cells) == 1 and not cells[0].strip()):
-                continue  # blank line
+        for first, cells in self._rows():
             if len(cells) != width:
                 yield Record(
                     first,
@@ -186,6 +172,34 @@ class Reader:
                 )
                 continue
             yield Record(first, self.line, self.offset, dict(zip(self.columns, cells, strict=True)))
+
+    def count(self) -> int:
+        """Read every record after the header, only to find the file's problems (raised);
+        how many there are. Builds nothing per record: this is the whole-file check."""
+        self._seek(0, 0)
+        if self.fmt == "ndjson":
+            return sum(1 for text in self._lines() if text.strip())
+        return sum(1 for _ in self._rows())
+
+    def _seek(self, line: int, offset: int) -> None:
+        if self.fmt == "csv" and offset < self._header_end[1]:
+            line, offset = self._header_end
+        self.stream.seek(offset)
+        self.line, self.offset = line, offset
+
+    def _rows(self) -> Iterator[tuple[int, list[str]]]:
+        """(first line, cells) of each CSV record that is not blank."""
+        reader = csv.reader(self._lines(), strict=True)
+        while True:
+            first = self.line + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise FileProblem(first, f"line {first} is not valid CSV: {exc}") from None
+            if cells and (len(cells) > 1 or cells[0].strip()):
+                yield first, cells
 
     # --- NDJSON ------------------------------------------------------------------------
 
@@ -258,7 +272,7 @@ def prescan(path: str, fmt: str, kind: str) -> Scan:
             size += len(chunk)
     with open(path, "rb") as stream:
         reader = Reader(stream, fmt, kind)
-        records = sum(1 for _ in reader.records())
+        records = reader.count()
     return Scan(digest.hexdigest(), size, records, reader.columns)
 
 
@@ -286,16 +300,25 @@ def fast_normalise(address: str) -> str:
 
 
 def parse_time(value: str, name: str, now: datetime) -> datetime:
-    try:
-        when = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise Invalid.field(name, "not an ISO 8601 date and time") from None
+    when = _utc(value.strip())
+    if when is None:
+        raise Invalid.field(name, "not an ISO 8601 date and time")
     if when.tzinfo is None:
         raise Invalid.field(name, "needs a UTC offset (e.g. 2024-05-01T10:00:00Z or +02:00)")
-    when = when.astimezone(UTC)
     if when > now:
         raise Invalid.field(name, "is in the future")
     return when
+
+
+@lru_cache(maxsize=4096)
+def _utc(value: str) -> datetime | None:
+    """The time in UTC (naive if it has no offset; None if it is no ISO 8601 time): a
+    file's dates repeat (one export, one campaign), so each is parsed once."""
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo is None else when.astimezone(UTC)
 
 
 def _text(values: dict[str, Any], name: str, limit: int) -> str | None:
