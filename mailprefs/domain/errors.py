@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class DomainError(Exception):
     """Base of every refusal the domain can give."""
@@ -12,7 +16,12 @@ class DomainError(Exception):
 
 
 class NotFound(DomainError):
-    pass
+    @classmethod
+    def unless(cls, found: T | None, detail: str) -> T:
+        """What a lookup found, or NotFound(detail) when it found nothing."""
+        if found is None:
+            raise cls(detail)
+        return found
 
 
 class Conflict(DomainError):

@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from ipaddress import ip_address
@@ -77,20 +77,20 @@ class Record:
 
 @dataclass(slots=True)
 class Row:
-    """A valid subscriber row."""
+    """A valid subscriber row (every field given by `subscriber_row`)."""
 
     line: int
     email: str
-    topics: tuple[str, ...] = ()
-    consent_at: datetime | None = None
-    source: str | None = None
-    source_detail: str | None = None
-    ip: str | None = None
-    user_agent: str | None = None
-    policy_version: str | None = None
-    confirmed_at: datetime | None = None
-    status: str = "opted_in"
-    attributes: dict[str, Any] = field(default_factory=dict)
+    topics: tuple[str, ...]
+    consent_at: datetime | None
+    source: str | None
+    source_detail: str | None
+    ip: str | None
+    user_agent: str | None
+    policy_version: str | None
+    confirmed_at: datetime | None
+    status: str
+    attributes: dict[str, Any]
 
     @property
     def has_evidence(self) -> bool:
