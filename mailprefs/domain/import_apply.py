@@ -234,10 +234,16 @@ def new_public_ids(n: int) -> list[str]:
 def _insert_people(session: Session, new_people: dict[str, dict[str, Any]]) -> dict[str, int]:
     ids = import_bulk.reserve_ids(session, "subscribers", len(new_people))
     public_ids = new_public_ids(len(new_people))
+    stored = import_bulk.time_as_stored(session)
     rows = []
     for person_id, public_id, values in zip(ids, public_ids, new_people.values(), strict=True):
         values["id"], values["public_id"] = person_id, public_id
-        rows.append([values[c] for c in PEOPLE_COLUMNS])
+        # As the driver takes them (rows in PEOPLE_COLUMNS order): nothing left to convert.
+        at = stored(values["created_at"])
+        rows.append(
+            (person_id, public_id, values["email"], values["email_hash"])
+            + (import_bulk.to_json(values["attributes"]), values["status"], at, at)
+        )
     # In the order of the hash index (the ids stay in the order of the file): one pass
     # over its pages rather than a jump to a random page for every row.
     rows.sort(key=lambda r: r[3])
@@ -367,12 +373,14 @@ def _flush_events(
     if not events:
         return
     ids = import_bulk.reserve_ids(session, "consent_events", len(events))
+    stored = import_bulk.time_as_stored(session)
     latest: dict[tuple[int, int], list[Any]] = {}
     rows = []
     for event_id, event in zip(ids, events, strict=True):
-        rows.append((event_id, *event[:-1]))
+        at = stored(event[10])
+        rows.append((event_id, *event[:10], at, stored(event[11])))
         # subscriber, topic, state, changed_at (occurred_at), event id
-        latest[event[0], event[1]] = [event[0], event[1], event[-1], event[10], event_id]
+        latest[event[0], event[1]] = [event[0], event[1], event[-1], at, event_id]
     import_bulk.insert_rows(session, "consent_events", EVENT_COLUMNS, rows)
     # A person created by this batch has no state to update: a plain insert (COPY on
     # PostgreSQL); the others' states are upserted.

@@ -69,6 +69,15 @@ def _sqlite_time(value: datetime) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
+def time_as_stored(session: Session) -> Callable[[datetime], Any]:
+    """How a UTC datetime goes to the driver: text on SQLite, as it is on PostgreSQL."""
+    return _same if is_postgres(session) else _sqlite_time
+
+
 def _json(value: Any) -> Any:
     return None if value is None else to_json(value)
 

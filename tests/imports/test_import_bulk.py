@@ -5,8 +5,10 @@ a rolled-back batch leaves nothing behind."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import func, select, text
 
 from mailprefs.domain import import_bulk
@@ -27,6 +29,7 @@ from mailprefs.domain.models import (
     TopicSubscription,
 )
 from mailprefs.domain.topics import get_topic
+from tests.imports.support import run_import
 from tests.support.factories import person
 
 WHEN = datetime(2025, 1, 2, 10, 0, 0, 123456, tzinfo=UTC)
@@ -161,3 +164,19 @@ def test_lookup_finds_every_key_past_one_chunk(db):
         found = dict((h, i) for i, h in import_bulk.lookup(s, query, Subscriber.email_hash, keys))
         assert list(import_bulk.lookup(s, query, Subscriber.email_hash, [])) == []
     assert found == {f"hash{i}": i for i in range(1, 1201)}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_import_connection_gets_its_sqlite_settings_back(app, db, tmp_path):
+    """SQLite: the larger page cache and later checkpoints of an import's connection are
+    undone before it goes back to the pool; no pooled connection keeps them."""
+    run_import(app, tmp_path, "email\na@example.com\nb@example.com\n", batch_size=1)
+    with ExitStack() as stack:
+        pooled = [
+            stack.enter_context(db.engine.connect()) for _ in range(db.engine.pool.checkedin())
+        ]
+        assert pooled, "the import returned its connection to the pool"
+        for connection in pooled:
+            raw = connection.connection.driver_connection
+            assert raw.execute("PRAGMA cache_size").fetchone()[0] == -2000
+            assert raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
