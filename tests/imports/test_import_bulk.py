@@ -166,7 +166,7 @@ def test_lookup_finds_every_key_past_one_chunk(db):
     assert found == {f"hash{i}": i for i in range(1, 1201)}
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.sqlite_only
 def test_the_import_connection_gets_its_sqlite_settings_back(app, db, tmp_path):
     """SQLite: the larger page cache and later checkpoints of an import's connection are
     undone before it goes back to the pool; no pooled connection keeps them."""
