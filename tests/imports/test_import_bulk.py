@@ -180,3 +180,12 @@ def test_the_import_connection_gets_its_sqlite_settings_back(app, db, tmp_path):
             raw = connection.connection.driver_connection
             assert raw.execute("PRAGMA cache_size").fetchone()[0] == -2000
             assert raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+
+
+@pytest.mark.postgres_only
+def test_a_lookup_key_with_a_comma_is_refused_not_split(db):
+    """PostgreSQL: the keys travel as one comma-joined text, so a key holding a comma
+    would be split into two; it is refused instead of looking up the wrong rows."""
+    query = select(Subscriber.id)
+    with db.session(read_only=True) as s, pytest.raises(ValueError, match="comma"):
+        list(import_bulk.lookup(s, query, Subscriber.email_hash, ["a,b"]))
