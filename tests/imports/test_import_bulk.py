@@ -189,3 +189,42 @@ def test_a_lookup_key_with_a_comma_is_refused_not_split(db):
     query = select(Subscriber.id)
     with db.session(read_only=True) as s, pytest.raises(ValueError, match="comma"):
         list(import_bulk.lookup(s, query, Subscriber.email_hash, ["a,b"]))
+
+
+@pytest.mark.postgres_only
+def test_batch_commits_without_waiting_for_the_disk_do_not_outlive_the_import(app, db, tmp_path):
+    """PostgreSQL: `synchronous_commit = off` holds for a batch's transaction only; every
+    pooled connection commits synchronously again once the import is done."""
+    run_import(app, tmp_path, "email\na@example.com\nb@example.com\n", batch_size=1)
+    with ExitStack() as stack:
+        pooled = [
+            stack.enter_context(db.engine.connect()) for _ in range(db.engine.pool.checkedin())
+        ]
+        assert pooled
+        for connection in pooled:
+            assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+
+
+def test_the_cycle_collector_runs_again_after_an_import_even_one_that_failed(
+    app, db, tmp_path, monkeypatch
+):
+    """The collector is paused while a batch is applied and on again afterwards, after a
+    good import and after one whose batches all failed."""
+    import gc
+
+    from mailprefs.domain import import_runner
+
+    run_import(app, tmp_path, "email\na@example.com\n")
+    assert gc.isenabled()
+
+    during: list[bool] = []
+
+    def broken(*args, **kwargs):
+        during.append(gc.isenabled())
+        raise RuntimeError("a batch that fails")
+
+    monkeypatch.setattr(import_runner, "apply_batch", broken)
+    result = run_import(app, tmp_path, "email\nb@example.com\n")
+    assert result["status"] == "failed"
+    assert during and not any(during)  # paused while each attempt applied its batch
+    assert gc.isenabled()
