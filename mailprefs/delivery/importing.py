@@ -41,38 +41,22 @@ def run_imports(
     )
 
 
-def import_file(
-    app: Flask,
-    path: str,
-    *,
-    kind: str,
-    fmt: str,
-    dry_run: bool = False,
-    send_confirmations: bool = False,
-    progress: bool = True,
-) -> dict[str, Any]:
+def import_file(app: Flask, path: str, *, progress: bool = True, **options: Any) -> dict[str, Any]:
     """`flask mailprefs import FILE`: copy the file in, check it, run it here with a
-    progress bar; returns the import's view. A file that cannot be imported raises
-    Invalid (nothing is written)."""
+    progress bar; returns the import's view. `options` are `imports.submit`'s (kind, fmt,
+    dry_run, send_confirmations). A file that cannot be imported raises Invalid (nothing
+    is written)."""
     config = app.config
     folder = Path(config["MAILPREFS_IMPORT_DIR"])
     folder.mkdir(parents=True, exist_ok=True)
     # A copy: the checkpoint's offsets must stay true even if the original is edited.
-    stored = folder / f"{secrets.token_hex(12)}.{fmt}"
+    stored = folder / f"{secrets.token_hex(12)}.{options.get('fmt', 'csv')}"
     shutil.copyfile(path, stored)
     db = get_db(app)
     owner = f"cli:{os.getpid()}"
     try:
         with db.transaction() as session:
-            row = imports.submit(
-                session,
-                path=str(stored),
-                kind=kind,
-                fmt=fmt,
-                actor="cli",
-                dry_run=dry_run,
-                send_confirmations=send_confirmations,
-            )
+            row = imports.submit(session, path=str(stored), actor="cli", **options)
             import_id, size = row.id, row.size
     except FileProblem as exc:
         stored.unlink(missing_ok=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import hmac
 import re
 
@@ -42,7 +41,7 @@ def normalise(address: str, field: str = "email") -> str:
 
 def address_hash(normalised_address: str, key: str) -> str:
     """HMAC-SHA-256 of the normalised address: stable, one-way without the key."""
-    return hmac.new(key.encode(), normalised_address.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(key.encode(), normalised_address.encode(), "sha256").hex()
 
 
 def mask(address: str | None) -> str:

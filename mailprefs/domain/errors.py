@@ -16,7 +16,12 @@ class DomainError(Exception):
 
 
 class NotFound(DomainError):
-    pass
+    @classmethod
+    def unless(cls, found: T | None, detail: str) -> T:
+        """What a lookup found, or NotFound(detail) when it found nothing."""
+        if found is None:
+            raise cls(detail)
+        return found
 
 
 class Conflict(DomainError):

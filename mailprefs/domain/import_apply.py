@@ -10,7 +10,10 @@ since the list was exported stays out).
 from __future__ import annotations
 
 import hashlib
+import secrets
+from base64 import urlsafe_b64encode
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -35,11 +38,9 @@ from mailprefs.domain.models import (
     Topic,
     TopicState,
     TopicSubscription,
-    new_public_id,
 )
 
 NEVER_AGAIN = {SuppressionReason.ERASED.value, SuppressionReason.UNDERAGE.value}
-LOOKUP_CHUNK = 500
 
 _people = Subscriber.__table__
 _events = ConsentEvent.__table__
@@ -47,37 +48,25 @@ _states = TopicSubscription.__table__
 _suppressions = Suppression.__table__
 
 
-def _chunks(items: list[Any]) -> list[list[Any]]:
-    return [items[i : i + LOOKUP_CHUNK] for i in range(0, len(items), LOOKUP_CHUNK)]
-
-
 def _upsert(session: Session):
-    return (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert
+    return (postgresql if import_bulk.is_postgres(session) else sqlite).insert
 
 
 def known_blocks(session: Session, ctx: Context, rows: list[tuple[Row, str]]) -> dict[str, str]:
     """Active suppressions of these addresses (turning hashed ones into keyed ones)."""
-    hashes = list({h for _, h in rows})
-    blocked: dict[str, str] = {}
-    for part in _chunks(hashes):
-        blocked.update(
-            session.execute(
-                select(Suppression.email_hash, Suppression.reason).where(
-                    Suppression.email_hash.in_(part), Suppression.lifted_at.is_(None)
-                )
-            ).all()
-        )
+    active = select(Suppression.email_hash, Suppression.reason).where(
+        Suppression.lifted_at.is_(None)
+    )
+    blocked: dict[str, str] = dict(
+        import_bulk.lookup(session, active, Suppression.email_hash, {h for _, h in rows})
+    )
     if ctx.hashed_suppressions:
         plain = {hashlib.sha256(r.email.encode()).hexdigest(): h for r, h in rows}
-        for part in _chunks(list(plain)):
-            for sha, reason in session.execute(
-                select(HashedSuppression.sha256, HashedSuppression.reason).where(
-                    HashedSuppression.sha256.in_(part)
-                )
-            ):
-                keyed = plain[sha]
-                if keyed not in blocked:
-                    blocked[keyed] = suppress(session, keyed, reason, ctx)
+        query = select(HashedSuppression.sha256, HashedSuppression.reason)
+        for sha, reason in import_bulk.lookup(session, query, HashedSuppression.sha256, plain):
+            keyed = plain[sha]
+            if keyed not in blocked:
+                blocked[keyed] = suppress(session, keyed, reason, ctx)
     return {h: str(getattr(r, "value", r)) for h, r in blocked.items()}
 
 
@@ -121,14 +110,10 @@ def apply_batch(session: Session, ctx: Context, records: list[Record]) -> None:
     if not rows:
         return
     existing: dict[str, list[Any]] = {}
-    for part in _chunks(list({h for _, h in rows})):
-        for r in session.execute(
-            select(
-                _people.c.id, _people.c.email_hash, _people.c.status, _people.c.attributes
-            ).where(_people.c.email_hash.in_(part))
-        ):
-            # [id, status, attributes, attributes changed, created by this batch]
-            existing[r.email_hash] = [r.id, r.status, dict(r.attributes or {}), False, False]
+    query = select(_people.c.id, _people.c.email_hash, _people.c.status, _people.c.attributes)
+    for r in import_bulk.lookup(session, query, _people.c.email_hash, {h for _, h in rows}):
+        # [id, status, attributes, attributes changed, created by this batch]
+        existing[r.email_hash] = [r.id, r.status, dict(r.attributes or {}), False, False]
     blocked = known_blocks(session, ctx, rows)
     kept, new_people = _people_of(ctx, rows, existing, blocked, now)
     ids = _insert_people(session, new_people)
@@ -187,7 +172,6 @@ def _people_of(
             fresh = new_people.get(h)
             if fresh is None:
                 new_people[h] = {
-                    "public_id": new_public_id(),
                     "email": row.email,
                     "email_hash": h,
                     "attributes": dict(row.attributes),
@@ -240,12 +224,29 @@ UPSERT_STATE = (
 )
 
 
+def new_public_ids(n: int) -> list[str]:
+    """`models.new_public_id()` n times (128 random bits each, URL-safe, no padding), from
+    one read of the system's random source instead of n."""
+    raw = secrets.token_bytes(16 * n)
+    return [urlsafe_b64encode(raw[i : i + 16]).rstrip(b"=").decode() for i in range(0, 16 * n, 16)]
+
+
 def _insert_people(session: Session, new_people: dict[str, dict[str, Any]]) -> dict[str, int]:
     ids = import_bulk.reserve_ids(session, "subscribers", len(new_people))
+    public_ids = new_public_ids(len(new_people))
+    stored = import_bulk.time_as_stored(session)
     rows = []
-    for person_id, values in zip(ids, new_people.values(), strict=True):
-        values["id"] = person_id
-        rows.append([values[c] for c in PEOPLE_COLUMNS])
+    for person_id, public_id, values in zip(ids, public_ids, new_people.values(), strict=True):
+        values["id"], values["public_id"] = person_id, public_id
+        # As the driver takes them (rows in PEOPLE_COLUMNS order): nothing left to convert.
+        at = stored(values["created_at"])
+        rows.append(
+            (person_id, public_id, values["email"], values["email_hash"])
+            + (import_bulk.to_json(values["attributes"]), values["status"], at, at)
+        )
+    # In the order of the hash index (the ids stay in the order of the file): one pass
+    # over its pages rather than a jump to a random page for every row.
+    rows.sort(key=lambda r: r[3])
     import_bulk.insert_rows(session, "subscribers", PEOPLE_COLUMNS, rows)
     return {values["email_hash"]: values["id"] for values in new_people.values()}
 
@@ -257,16 +258,15 @@ def _write_consents(
     people: dict[str, list[Any]],
     now: datetime,
 ) -> None:
-    ids = [p[0] for p in people.values()]
+    # People this batch created have no topic state yet: only the others are looked up.
+    known = [p[0] for p in people.values() if not p[4]]
     states: dict[tuple[int, int], tuple[str, datetime | None]] = {}
-    for part in _chunks(ids):
-        for r in session.execute(
-            select(
-                _states.c.subscriber_id, _states.c.topic_id, _states.c.state, _states.c.changed_at
-            ).where(_states.c.subscriber_id.in_(part))
-        ):
-            states[(r.subscriber_id, r.topic_id)] = (r.state, r.changed_at)
-    events: list[dict[str, Any]] = []
+    query = select(
+        _states.c.subscriber_id, _states.c.topic_id, _states.c.state, _states.c.changed_at
+    )
+    for r in import_bulk.lookup(session, query, _states.c.subscriber_id, known):
+        states[(r.subscriber_id, r.topic_id)] = (r.state, r.changed_at)
+    events: list[tuple[Any, ...]] = []
     touched: set[int] = set()
     for row, h, attributes_changed in kept:
         person_id, created = people[h][0], people[h][4]
@@ -279,7 +279,7 @@ def _write_consents(
             touched.add(person_id)
             # Once per person: one created or already seen earlier in this file is not "updated".
             ctx.counts["updated"] += not created and not ctx.seen.has(person_id)
-    _flush_events(session, ctx, events)
+    _flush_events(session, ctx, events, fresh={p[0] for p in people.values() if p[4]})
     changed = [
         {"b_id": p[0], "b_attributes": p[2], "b_now": now}
         for p in people.values()
@@ -298,12 +298,18 @@ def _write_consents(
         )
 
 
+@lru_cache(maxsize=64)
+def _transition(before: str, action: ConsentAction, double_opt_in: bool) -> str:
+    # `consent.transition` on the stored strings, once per (state, action, kind).
+    return transition(TopicState(before), action, double_opt_in).value
+
+
 def _plan_row(
     ctx: Context,
     row: Row,
     person_id: int,
     states: dict[tuple[int, int], tuple[str, datetime | None]],
-    events: list[dict[str, Any]],
+    events: list[tuple[Any, ...]],
     now: datetime,
 ) -> bool:
     """The events of one row's consents (appended to `events`); whether any was new."""
@@ -319,7 +325,7 @@ def _plan_row(
             before, changed_at = states.get(key, (TopicState.NONE.value, None))
             if changed_at is not None and changed_at > at:
                 continue  # a later change was recorded: an older consent does not undo it
-            after = transition(TopicState(before), action, topic.double_opt_in).value
+            after = _transition(before, action, topic.double_opt_in)
             if after == before:
                 continue
             states[key] = (after, at)
@@ -341,42 +347,49 @@ def _event(
     at: datetime,
     after: str,
     now: datetime,
-) -> dict[str, Any]:
-    return {
-        "subscriber_id": person_id,
-        "topic_id": topic.id,
-        "action": action.value,
-        "source": row.source or "import",
-        "source_detail": row.source_detail,
-        "ip": row.ip,
-        "user_agent": row.user_agent,
-        "policy_version": row.policy_version or ctx.policy_at(at),
-        "actor": ctx.actor,
-        "context": {"import": ctx.public_id, "sha256": ctx.sha256, "line": row.line},
-        "occurred_at": at,
-        "recorded_at": now,
-        "_state": after,
-    }
+) -> tuple[Any, ...]:
+    """An event as a row of EVENT_COLUMNS without its id, followed by the state it makes."""
+    return (
+        person_id,
+        topic.id,
+        action.value,
+        row.source or "import",
+        row.source_detail,
+        row.ip,
+        row.user_agent,
+        row.policy_version or ctx.policy_at(at),
+        ctx.actor,
+        ctx.event_context(row.line),
+        at,
+        now,
+        after,
+    )
 
 
-def _flush_events(session: Session, ctx: Context, events: list[dict[str, Any]]) -> None:
+def _flush_events(
+    session: Session, ctx: Context, events: list[tuple[Any, ...]], fresh: set[int]
+) -> None:
+    """Write the events and the states they make; `fresh`: the people this batch created."""
     if not events:
         return
     ids = import_bulk.reserve_ids(session, "consent_events", len(events))
+    stored = import_bulk.time_as_stored(session)
     latest: dict[tuple[int, int], list[Any]] = {}
     rows = []
     for event_id, event in zip(ids, events, strict=True):
-        event["id"] = event_id
-        rows.append([event[c] for c in EVENT_COLUMNS])
-        key = (event["subscriber_id"], event["topic_id"])
-        latest[key] = [*key, event["_state"], event["occurred_at"], event_id]
+        at = stored(event[10])
+        rows.append((event_id, *event[:10], at, stored(event[11])))
+        # subscriber, topic, state, changed_at (occurred_at), event id
+        latest[event[0], event[1]] = [event[0], event[1], event[-1], at, event_id]
     import_bulk.insert_rows(session, "consent_events", EVENT_COLUMNS, rows)
+    # A person created by this batch has no state to update: a plain insert (COPY on
+    # PostgreSQL); the others' states are upserted.
+    new, known = [], []
+    for values in latest.values():
+        (new if values[0] in fresh else known).append(values)
+    import_bulk.insert_rows(session, "topic_subscriptions", STATE_COLUMNS, new)
     import_bulk.insert_rows(
-        session,
-        "topic_subscriptions",
-        STATE_COLUMNS,
-        list(latest.values()),
-        on_conflict=UPSERT_STATE,
+        session, "topic_subscriptions", STATE_COLUMNS, known, upsert=UPSERT_STATE
     )
     if ctx.send_confirmations and not ctx.dry_run:
         for (person_id, topic_id), values in latest.items():

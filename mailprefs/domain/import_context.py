@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from mailprefs.domain.consent import standing
 from mailprefs.domain.errors import Invalid
+from mailprefs.domain.import_bulk import to_json
 from mailprefs.domain.import_read import Row
 from mailprefs.domain.models import Topic, TopicKind
 from mailprefs.domain.outbox_models import PolicyVersion
@@ -67,6 +68,16 @@ class Context:
     open_broadcasts: bool = False
     hashed_suppressions: bool = False
     problems: list[tuple[int, str, str]] = field(default_factory=list)
+    _context_head: str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Every event of the import has the same context but its line: JSON written once.
+        head = to_json({"import": self.public_id, "sha256": self.sha256})
+        self._context_head = head[:-1] + ',"line":'
+
+    def event_context(self, line: int) -> str:
+        """The JSON of an event's context: the import, the file's SHA-256, the line."""
+        return f"{self._context_head}{int(line)}}}"
 
     def policy_at(self, at: datetime) -> str | None:
         i = bisect.bisect_right(self.policies, (at, "\uffff"))

@@ -36,17 +36,18 @@ COUNT_KEYS = (
 )
 
 
+# Values are the members' names in lower case (what StrEnum's auto() gives).
 class ImportKind(enum.StrEnum):
-    SUBSCRIBERS = "subscribers"
-    SUPPRESSIONS = "suppressions"
+    SUBSCRIBERS = enum.auto()
+    SUPPRESSIONS = enum.auto()
 
 
 class ImportStatus(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
+    QUEUED = enum.auto()
+    RUNNING = enum.auto()
+    DONE = enum.auto()
+    FAILED = enum.auto()
+    CANCELLED = enum.auto()
 
 
 FINISHED = (ImportStatus.DONE, ImportStatus.FAILED, ImportStatus.CANCELLED)

@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from ipaddress import ip_address
@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from mailprefs.domain.addresses import normalise
 from mailprefs.domain.errors import Invalid
-from mailprefs.domain.subscribers import check_age
+from mailprefs.domain.subscribers import age_attribute, check_age
 
 SUBSCRIBER_COLUMNS = frozenset(
     {
@@ -77,20 +77,20 @@ class Record:
 
 @dataclass(slots=True)
 class Row:
-    """A valid subscriber row."""
+    """A valid subscriber row (every field given by `subscriber_row`)."""
 
     line: int
     email: str
-    topics: tuple[str, ...] = ()
-    consent_at: datetime | None = None
-    source: str | None = None
-    source_detail: str | None = None
-    ip: str | None = None
-    user_agent: str | None = None
-    policy_version: str | None = None
-    confirmed_at: datetime | None = None
-    status: str = "opted_in"
-    attributes: dict[str, Any] = field(default_factory=dict)
+    topics: tuple[str, ...]
+    consent_at: datetime | None
+    source: str | None
+    source_detail: str | None
+    ip: str | None
+    user_agent: str | None
+    policy_version: str | None
+    confirmed_at: datetime | None
+    status: str
+    attributes: dict[str, Any]
 
     @property
     def has_evidence(self) -> bool:
@@ -156,26 +156,12 @@ class Reader:
 
     def records(self, start_line: int = 0, start_offset: int = 0) -> Iterator[Record]:
         """Every record after the header (or after the checkpoint given)."""
-        if self.fmt == "csv" and start_offset < self._header_end[1]:
-            start_line, start_offset = self._header_end
-        self.stream.seek(start_offset)
-        self.line, self.offset = start_line, start_offset
+        self._seek(start_line, start_offset)
         if self.fmt == "ndjson":
             yield from self._ndjson()
             return
-        lines = self._lines()
-        reader = csv.reader(lines, strict=True)
         width = len(self.columns)
-        while True:
-            first = self.line + 1
-            try:
-                cells = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                raise FileProblem(first, f"line {first} is not valid CSV: {exc}") from None
-            if not cells or (len(cells) == 1 and not cells[0].strip()):
-                continue  # blank line
+        for first, cells in self._rows():
             if len(cells) != width:
                 yield Record(
                     first,
@@ -186,6 +172,34 @@ class Reader:
                 )
                 continue
             yield Record(first, self.line, self.offset, dict(zip(self.columns, cells, strict=True)))
+
+    def count(self) -> int:
+        """Read every record after the header, only to find the file's problems (raised);
+        how many there are. Builds nothing per record: this is the whole-file check."""
+        self._seek(0, 0)
+        if self.fmt == "ndjson":
+            return sum(1 for text in self._lines() if text.strip())
+        return sum(1 for _ in self._rows())
+
+    def _seek(self, line: int, offset: int) -> None:
+        if self.fmt == "csv" and offset < self._header_end[1]:
+            line, offset = self._header_end
+        self.stream.seek(offset)
+        self.line, self.offset = line, offset
+
+    def _rows(self) -> Iterator[tuple[int, list[str]]]:
+        """(first line, cells) of each CSV record that is not blank."""
+        reader = csv.reader(self._lines(), strict=True)
+        while True:
+            first = self.line + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise FileProblem(first, f"line {first} is not valid CSV: {exc}") from None
+            if cells and (len(cells) > 1 or cells[0].strip()):
+                yield first, cells
 
     # --- NDJSON ------------------------------------------------------------------------
 
@@ -258,7 +272,7 @@ def prescan(path: str, fmt: str, kind: str) -> Scan:
             size += len(chunk)
     with open(path, "rb") as stream:
         reader = Reader(stream, fmt, kind)
-        records = sum(1 for _ in reader.records())
+        records = reader.count()
     return Scan(digest.hexdigest(), size, records, reader.columns)
 
 
@@ -286,21 +300,30 @@ def fast_normalise(address: str) -> str:
 
 
 def parse_time(value: str, name: str, now: datetime) -> datetime:
-    try:
-        when = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise Invalid.field(name, "not an ISO 8601 date and time") from None
+    when = _utc(value.strip())
+    if when is None:
+        raise Invalid.field(name, "not an ISO 8601 date and time")
     if when.tzinfo is None:
         raise Invalid.field(name, "needs a UTC offset (e.g. 2024-05-01T10:00:00Z or +02:00)")
-    when = when.astimezone(UTC)
     if when > now:
         raise Invalid.field(name, "is in the future")
     return when
 
 
+@lru_cache(maxsize=4096)
+def _utc(value: str) -> datetime | None:
+    """The time in UTC (naive if it has no offset; None if it is no ISO 8601 time): a
+    file's dates repeat (one export, one campaign), so each is parsed once."""
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo is None else when.astimezone(UTC)
+
+
 def _text(values: dict[str, Any], name: str, limit: int) -> str | None:
     raw = values.get(name)
-    if raw is None:
+    if raw is None or raw == "":
         return None
     if not isinstance(raw, str):
         raise Invalid.field(name, "must be text")
@@ -318,6 +341,9 @@ def _topics(values: dict[str, Any]) -> tuple[str, ...]:
     raw = values.get("topics", values.get("topic"))
     if raw is None or raw == "":
         return ()
+    if isinstance(raw, str) and ";" not in raw:
+        slug = raw.strip()  # one topic, the common case
+        return (slug,) if slug else ()
     items = raw if isinstance(raw, list) else str(raw).split(";")
     slugs = tuple(dict.fromkeys(str(s).strip() for s in items if str(s).strip()))
     return slugs
@@ -345,11 +371,19 @@ def _attributes(values: dict[str, Any], today: date) -> dict[str, Any]:
         out[key] = raw
     if len(out) > MAX_ATTRIBUTES:
         raise Invalid.field("attributes", f"at most {MAX_ATTRIBUTES} attributes")
+    if not any(map(_means_age, out)):
+        return out  # no attribute names an age or a birth date: nothing to check
     try:
         check_age(out, today)
     except Invalid as exc:
         raise Invalid.field("attr." + exc.errors[0]["field"].split(".", 1)[1], exc.detail) from None
     return out
+
+
+@lru_cache(maxsize=1024)
+def _means_age(name: str) -> bool:
+    # Once per attribute name, not once per row: the names are the file's columns.
+    return age_attribute(name) is not None
 
 
 def subscriber_row(record: Record, now: datetime) -> Row:

@@ -10,62 +10,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailprefs import clock
+from mailprefs.domain import import_models as models
 from mailprefs.domain.errors import Conflict, Invalid, NotFound
-from mailprefs.domain.import_models import (
-    COUNT_KEYS,
-    FINISHED,
-    Import,
-    ImportKind,
-    ImportProblem,
-    ImportStatus,
-    zero_counts,
-)
-from mailprefs.domain.import_read import Scan, prescan
+from mailprefs.domain.import_models import Import, ImportProblem, ImportStatus
+from mailprefs.domain.import_read import prescan
 from mailprefs.domain.import_runner import Runner, claim, discard_file, run_pending
 
 __all__ = ["Runner", "claim", "discard_file", "run_pending"]
-
-
-def create(
-    session: Session,
-    *,
-    kind: str,
-    fmt: str,
-    path: str,
-    scan: Scan,
-    actor: str,
-    dry_run: bool = False,
-    send_confirmations: bool = False,
-    idempotency_key: str | None = None,
-) -> Import:
-    row = Import(
-        kind=ImportKind(kind),
-        status=ImportStatus.QUEUED,
-        format=fmt,
-        dry_run=dry_run,
-        send_confirmations=send_confirmations,
-        sha256=scan.sha256,
-        path=path,
-        size=scan.size,
-        counts=zero_counts(),
-        done_records=0,
-        done_lines=0,
-        done_offset=0,
-        cancel_requested=False,
-        created_by=actor,
-        idempotency_key=idempotency_key,
-        created_at=clock.now(),
-    )
-    session.add(row)
-    session.flush()
-    return row
+COUNT_KEYS = models.COUNT_KEYS
 
 
 def find(session: Session, public_id: str) -> Import:
     row = session.scalar(select(Import).where(Import.public_id == public_id))
-    if row is None:
-        raise NotFound("no import with this id")
-    return row
+    return NotFound.unless(row, "no import with this id")
 
 
 def by_idempotency_key(session: Session, actor: str, key: str) -> Import | None:
@@ -77,7 +34,7 @@ def by_idempotency_key(session: Session, actor: str, key: str) -> Import | None:
 def cancel(session: Session, row: Import) -> Import:
     """A queued import stops at once; a running one at its next batch (what was committed
     stays, the batch in hand is not written). A finished one cannot be cancelled."""
-    if row.status in FINISHED:
+    if row.status in models.FINISHED:
         raise Conflict(f"this import is already {row.status.value}")
     if row.status == ImportStatus.QUEUED:
         row.status, row.finished_at = ImportStatus.CANCELLED, clock.now()
@@ -121,7 +78,7 @@ def view(session: Session, row: Import) -> dict[str, Any]:
         "sha256": row.sha256,
         "size": row.size,
         "done_bytes": row.done_offset,
-        "counts": {k: int(row.counts.get(k, 0)) for k in COUNT_KEYS},
+        "counts": {k: int(row.counts.get(k, 0)) for k in models.COUNT_KEYS},
         "errors": first_errors(session, row),
         "error": row.error,
         "created_at": row.created_at,
@@ -143,17 +100,27 @@ def submit(
 ) -> Import:
     """Check a stored file from end to end (FileProblem if it cannot be imported at all),
     then queue its import. Nothing is written for a file that fails the check."""
-    if kind not in (k.value for k in ImportKind):
+    if kind not in (k.value for k in models.ImportKind):
         raise Invalid.field("kind", "must be subscribers or suppressions")
     scan = prescan(path, fmt, kind)
-    return create(
-        session,
-        kind=kind,
-        fmt=fmt,
-        path=path,
-        scan=scan,
-        actor=actor,
+    row = Import(
+        kind=models.ImportKind(kind),
+        status=ImportStatus.QUEUED,
+        format=fmt,
         dry_run=dry_run,
         send_confirmations=send_confirmations,
+        sha256=scan.sha256,
+        path=path,
+        size=scan.size,
+        counts=models.zero_counts(),
+        done_records=0,
+        done_lines=0,
+        done_offset=0,
+        cancel_requested=False,
+        created_by=actor,
         idempotency_key=idempotency_key,
+        created_at=clock.now(),
     )
+    session.add(row)
+    session.flush()
+    return row
