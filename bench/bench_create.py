@@ -37,10 +37,7 @@ Needs /usr/bin/wrk.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -51,7 +48,6 @@ from bench.common import Figure
 from mailprefs.domain import apikeys
 from mailprefs.extensions import get_db
 
-WRK = os.environ.get("MAILPREFS_WRK", "/usr/bin/wrk")
 CONNECTIONS = 8
 THREADS = 2
 WORKERS = 2
@@ -64,11 +60,6 @@ DETAIL = "bench create"
 LUA = r"""
 -- POST a new person with one consent; every request a new address:
 -- PREFIX-tTHREAD-N@example.com, so that no address is sent twice in the benchmark.
-local threads = {}
-function setup(thread)
-  thread:set("id", #threads)
-  table.insert(threads, thread)
-end
 function init(args)
   prefix = args[1]
   n = 0
@@ -84,39 +75,22 @@ function request()
     '"ip": "192.0.2.1", "user_agent": "Mozilla/5.0 (bench)"}]}', prefix, id, n, DETAIL)
   return wrk.format(nil, "/api/v1/subscribers", nil, body)
 end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'RESULT {"requests": %d, "duration_us": %d, "non2xx": %d, "socket_errors": %d, ' ..
-    '"p50_us": %d, "p99_us": %d, "max_us": %d}\n',
-    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
-    latency:percentile(50), latency:percentile(99), latency.max))
-end
 """.replace("DETAIL)", f'"{DETAIL}")')
 
 
 def main(args: argparse.Namespace) -> list[Figure]:
-    if not Path(WRK).exists():
-        raise SystemExit(f"{WRK} not found: install it (apt-get install wrk)")
     quick = args.quick
     seconds = int(os.environ.get("MAILPREFS_BENCH_CREATE_SECONDS", "5" if quick else "15"))
     rounds = int(os.environ.get("MAILPREFS_BENCH_CREATE_ROUNDS", "1" if quick else "3"))
     people = int(os.environ.get("MAILPREFS_BENCH_CREATE_PEOPLE", "10000" if quick else "100000"))
-    kinds = ["sqlite"] + (["postgresql"] if fixtures.postgres_available() else [])
-    if "postgresql" not in kinds:
-        print("   PostgreSQL unreachable: measuring SQLite only", flush=True)
     figures: list[Figure] = []
-    with tempfile.TemporaryDirectory(prefix="mailprefs-bench-create-") as tmp:
-        workdir = Path(tmp)
-        (workdir / "create.lua").write_text(LUA)
-        for kind in kinds:
+    with gunicorn.workdir("create", LUA) as workdir:
+        for kind in gunicorn.databases():
             figures += _measure(workdir, kind, seconds, rounds, people)
     return figures
 
 
 def _measure(workdir: Path, kind: str, seconds: int, rounds: int, people: int) -> list[Figure]:
-    load = [Path("/proc/loadavg").read_text().split()[0]]
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in APPS}
     with fixtures.scratch_database(kind, workdir) as url:
         app = fixtures.make_app(url, workdir)  # topics and the policy in force
         fixtures.populate(url, people, mix=False)
@@ -127,73 +101,29 @@ def _measure(workdir: Path, kind: str, seconds: int, rounds: int, people: int) -
         statements, ms = _in_process(app, key)
         get_db(app).dispose()
         env = fixtures.environment(url, workdir, MAILPREFS_API_RATE_LIMIT="100000000 per minute")
-        with gunicorn.servers(APPS, env, workdir, WORKERS) as servers:
-            warmup = {
-                name: _wrk(base_url, workdir, f"{name}-warmup", key, WARMUP_SECONDS)
-                for name, (_, base_url) in servers.items()
-            }
-            for i in range(rounds):
-                for name, (server, base_url) in servers.items():
-                    cpu = gunicorn.cpu_seconds(server)
-                    result = _wrk(base_url, workdir, f"{name}-{i}", key, seconds)
-                    result["cpu_us"] = (
-                        (gunicorn.cpu_seconds(server) - cpu) / result["requests"] * 1e6
-                    )
-                    results[name].append(gunicorn.checked(name, result, workdir))
-        sent = sum(r["requests"] for r in results["mailprefs"]) + warmup["mailprefs"]["requests"]
+
+        def run(base_url: str, label: str, secs: int) -> dict[str, float]:
+            return _wrk(base_url, workdir, label, key, secs)
+
+        timing = (rounds, seconds, WARMUP_SECONDS)
+        measured = gunicorn.measure(APPS, env, workdir, WORKERS, timing, run)
+        sent = measured.sent("mailprefs")
         recorded = _registered(url)
-    load.append(Path("/proc/loadavg").read_text().split()[0])
-    base, mine = (gunicorn.best(results[name]) for name in APPS)
-    print(
-        f"   {kind}: baseline {base['rate']:,.0f} req/s p99 {base['p99']:.1f} ms "
-        f"({base['cpu_us']:,.0f} us server CPU/request); mailprefs {mine['rate']:,.0f} req/s "
-        f"p99 {mine['p99']:.1f} ms ({mine['cpu_us']:,.0f} us server CPU/request); "
-        f"rounds {[round(r['rate']) for r in results['baseline']]} vs "
-        f"{[round(r['rate']) for r in results['mailprefs']]}; "
+    measured.report(
+        kind,
         f"{recorded:,} people registered with their consent for {sent:,} POSTs; "
         f"in process {statements} statements and {ms:.2f} ms per create; "
-        f"population {people:,}; load average {load[0]} before, {load[1]} after",
-        flush=True,
+        f"population {people:,}",
     )
-    # Every POST registers one person with one event and one state. wrk stops counting
-    # at the deadline with up to one request per connection in flight, which the server
-    # completes: those may add people, never remove one.
-    if not sent <= recorded <= sent + CONNECTIONS * (rounds + 1):
-        raise SystemExit(f"{kind}: {recorded:,} people registered for {sent:,} POSTs")
+    measured.check(recorded, CONNECTIONS, f"{kind}: people with one consent each")
     name = f"create POST, {kind}, gunicorn -w {WORKERS}, wrk -t{THREADS} -c{CONNECTIONS}"
-    baseline_name = "bare Flask + the same 3 INSERTs"
     return [
-        Figure(
-            f"{name}: mailprefs",
-            mine["rate"],
-            "req/s",
-            baseline=base["rate"],
-            baseline_name=baseline_name,
-        ),
-        Figure(
-            f"{name}: mailprefs beside issue 10's figure",
-            mine["rate"],
-            "req/s",
-            baseline=BEFORE,
-            baseline_name="before (issue 10, 8 clients)",
-        ),
-        Figure(
-            f"{name}: mailprefs p99",
-            mine["p99"],
-            "ms",
-            baseline=base["p99"],
-            baseline_name=baseline_name,
-        ),
-        Figure(
-            f"{name}: mailprefs server CPU per request",
-            mine["cpu_us"],
-            "us",
-            baseline=base["cpu_us"],
-            baseline_name=baseline_name,
-        ),
+        *measured.figures(name, "bare Flask + the same 3 INSERTs"),
+        Figure(f"{name}: mailprefs beside issue 10's figure", measured.best("mailprefs")["rate"],
+               "req/s", BEFORE, "before (issue 10, 8 clients)"),
         Figure(f"create in process, {kind}: SQL statements per create", statements, "statements"),
         Figure(f"create in process, {kind}: time per create", ms, "ms"),
-    ]
+    ]  # fmt: skip
 
 
 def _body(email: str) -> dict:
@@ -241,11 +171,7 @@ def _in_process(app, key: str) -> tuple[int, float]:
 
 
 def _wrk(url: str, workdir: Path, prefix: str, key: str, seconds: int) -> dict[str, float]:
-    command = [WRK, f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
-    command += ["-s", str(workdir / "create.lua"), url, "--", prefix, key]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
-    return json.loads(line[len("RESULT ") :])
+    return gunicorn.wrk(url, workdir, seconds, THREADS, CONNECTIONS, prefix, key)
 
 
 def _registered(url: str) -> int:

@@ -30,10 +30,7 @@ MAILPREFS_BENCH_ONECLICK_FULL=1 also measures both apps on SQLite with
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import tempfile
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -43,7 +40,6 @@ from bench.common import Figure
 from mailprefs.config import secret_keys
 from mailprefs.domain.tokens import TokenService
 
-WRK = os.environ.get("MAILPREFS_WRK", "/usr/bin/wrk")
 CONNECTIONS = 16
 THREADS = 2  # wrk's threads; the machine has 2 cores shared with the server
 WORKERS = 2
@@ -57,11 +53,6 @@ PEAK_RATE = 3_000
 LUA = r"""
 -- POST List-Unsubscribe=One-Click to /u/TOKEN; the threads take turns through the
 -- token file (thread k takes lines k+1, k+1+THREADS, ...), so no token is sent twice.
-local threads = {}
-function setup(thread)
-  thread:set("id", #threads)
-  table.insert(threads, thread)
-end
 function init(args)
   tokens = {}
   for line in io.lines(args[1]) do tokens[#tokens + 1] = line end
@@ -76,30 +67,15 @@ function request()
   i = i + step
   return wrk.format(nil, "/u/" .. token)
 end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'RESULT {"requests": %d, "duration_us": %d, "non2xx": %d, "socket_errors": %d, ' ..
-    '"p50_us": %d, "p99_us": %d, "max_us": %d}\n',
-    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
-    latency:percentile(50), latency:percentile(99), latency.max))
-end
 """
 
 
 def main(args: argparse.Namespace) -> list[Figure]:
-    if not Path(WRK).exists():
-        raise SystemExit(f"{WRK} not found: install it (apt-get install wrk)")
     seconds = int(os.environ.get("MAILPREFS_BENCH_ONECLICK_SECONDS", "5" if args.quick else "15"))
     rounds = int(os.environ.get("MAILPREFS_BENCH_ONECLICK_ROUNDS", "1" if args.quick else "3"))
-    kinds = ["sqlite"] + (["postgresql"] if fixtures.postgres_available() else [])
-    if "postgresql" not in kinds:
-        print("   PostgreSQL unreachable: measuring SQLite only", flush=True)
     figures: list[Figure] = []
-    with tempfile.TemporaryDirectory(prefix="mailprefs-bench-oneclick-") as tmp:
-        workdir = Path(tmp)
-        (workdir / "oneclick.lua").write_text(LUA)
-        for kind in kinds:
+    with gunicorn.workdir("oneclick", LUA) as workdir:
+        for kind in gunicorn.databases():
             figures += _measure(workdir, kind, seconds, rounds, "NORMAL", targets=True)
         if os.environ.get("MAILPREFS_BENCH_ONECLICK_FULL") == "1":
             figures += _measure(workdir, "sqlite", seconds, rounds, "FULL", targets=False)
@@ -119,73 +95,30 @@ def _measure(
     per_run = seconds * PEAK_RATE
     slices = {f"{name}-warmup": WARMUP_SECONDS * PEAK_RATE for name in APPS}
     slices.update({f"{name}-{i}": per_run for i in range(rounds) for name in APPS})
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in APPS}
-    load = [Path("/proc/loadavg").read_text().split()[0]]
     with fixtures.scratch_database(kind, workdir) as url:
         fixtures.make_app(url, workdir)  # topics and the policy in force
         fixtures.populate(url, sum(slices.values()), mix=False)
         files = _token_files(workdir, slices)
         env = fixtures.environment(url, workdir, MAILPREFS_SQLITE_SYNCHRONOUS=synchronous)
         before = _one_click_events(url)
-        with gunicorn.servers(APPS, env, workdir, WORKERS) as servers:
-            warmup = {
-                name: _wrk(base_url, workdir, files[f"{name}-warmup"], WARMUP_SECONDS)
-                for name, (_, base_url) in servers.items()
-            }
-            for i in range(rounds):
-                for name, (server, base_url) in servers.items():
-                    cpu = gunicorn.cpu_seconds(server)
-                    result = _wrk(base_url, workdir, files[f"{name}-{i}"], seconds)
-                    result["cpu_us"] = (
-                        (gunicorn.cpu_seconds(server) - cpu) / result["requests"] * 1e6
-                    )
-                    results[name].append(gunicorn.checked(name, result, workdir))
+
+        def run(base_url: str, label: str, secs: int) -> dict[str, float]:
+            return _wrk(base_url, workdir, files[label], secs)
+
+        timing = (rounds, seconds, WARMUP_SECONDS)
+        measured = gunicorn.measure(APPS, env, workdir, WORKERS, timing, run)
         recorded = _one_click_events(url) - before
-    load.append(Path("/proc/loadavg").read_text().split()[0])
-    base, app = (gunicorn.best(results[name]) for name in APPS)
-    sent = sum(r["requests"] for r in results["mailprefs"]) + warmup["mailprefs"]["requests"]
-    print(
-        f"   {label}: baseline {base['rate']:,.0f} req/s p99 {base['p99']:.1f} ms "
-        f"({base['cpu_us']:,.0f} us server CPU/request); mailprefs {app['rate']:,.0f} req/s "
-        f"p99 {app['p99']:.1f} ms ({app['cpu_us']:,.0f} us server CPU/request); "
-        f"rounds {[round(r['rate']) for r in results['baseline']]} vs "
-        f"{[round(r['rate']) for r in results['mailprefs']]}; "
-        f"{recorded:,} consent events for {sent:,} one-click POSTs; "
-        f"load average {load[0]} before, {load[1]} after",
-        flush=True,
-    )
-    # Every POST is a first opt-out, so each records one event. wrk stops counting at the
-    # deadline with up to one request per connection still in flight, which the server
-    # completes: those may add events, never remove one.
-    if not sent <= recorded <= sent + CONNECTIONS * (rounds + 1):
-        raise SystemExit(f"{label}: {recorded:,} consent events for {sent:,} POSTs")
+    sent = measured.sent("mailprefs")
+    measured.report(label, f"{recorded:,} consent events for {sent:,} one-click POSTs")
+    # Every POST is a first opt-out, so each records one consent event.
+    measured.check(recorded, CONNECTIONS, f"{label}: consent events")
     name = f"one-click POST, {label}, gunicorn -w {WORKERS}, wrk -t{THREADS} -c{CONNECTIONS}"
-    baseline_name = "bare Flask + 1 UPDATE"
-    return [
-        Figure(
-            f"{name}: mailprefs",
-            app["rate"],
-            "req/s",
-            baseline=base["rate"],
-            baseline_name=baseline_name,
-            min_ratio=MIN_RATIO if targets else None,
-        ),
-        Figure(
-            f"{name}: mailprefs p99",
-            app["p99"],
-            "ms",
-            baseline=base["p99"],
-            baseline_name=baseline_name,
-            limit=P99_LIMIT_MS if targets else None,
-        ),
-        Figure(
-            f"{name}: mailprefs server CPU per request",
-            app["cpu_us"],
-            "us",
-            baseline=base["cpu_us"],
-            baseline_name=baseline_name,
-        ),
-    ]
+    return measured.figures(
+        name,
+        "bare Flask + 1 UPDATE",
+        min_ratio=MIN_RATIO if targets else None,
+        p99_limit=P99_LIMIT_MS if targets else None,
+    )
 
 
 def _token_files(workdir: Path, slices: dict[str, int]) -> dict[str, Path]:
@@ -207,22 +140,7 @@ def _token_files(workdir: Path, slices: dict[str, int]) -> dict[str, Path]:
 
 
 def _wrk(url: str, workdir: Path, tokens: Path, seconds: int) -> dict[str, float]:
-    command = [
-        WRK,
-        f"-t{THREADS}",
-        f"-c{CONNECTIONS}",
-        f"-d{seconds}s",
-        "--latency",
-        "-s",
-        str(workdir / "oneclick.lua"),
-        url,
-        "--",
-        str(tokens),
-        str(THREADS),
-    ]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
-    return json.loads(line[len("RESULT ") :])
+    return gunicorn.wrk(url, workdir, seconds, THREADS, CONNECTIONS, str(tokens), str(THREADS))
 
 
 def _one_click_events(url: str) -> int:

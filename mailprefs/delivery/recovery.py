@@ -11,7 +11,7 @@ the database answers; `survive` decides whom to blame and how long to wait.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import update
@@ -23,6 +23,8 @@ from mailprefs.domain.outbox_models import Delivery, DeliveryStatus
 from mailprefs.logs import event, scrub
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from mailprefs.delivery.worker import Summary, Worker
 
 # After a failure (the database away, a bug), wait this long before the next try,
@@ -92,33 +94,15 @@ def settle(worker: Worker) -> None:
     failed: Claimed | None = None
     with worker.db.engine.begin() as connection:
         for delivery_id, message_id in worker._in_hand.items():
-            connection.execute(
-                _ours(delivery_id, worker.worker_id).values(
-                    status=DeliveryStatus.SENT,
-                    sent_at=now,
-                    decided_at=now,
-                    message_id=message_id,
-                    reason=None,
-                    last_error=None,
-                    lease_owner=None,
-                    lease_until=None,
-                )
-            )
-        item = worker._current
-        if worker._blame is not None and item is not None:
-            error = scrub(f"{type(worker._blame).__name__}: {worker._blame}")[:512]
-            marked = connection.execute(
-                _ours(item.id, worker.worker_id).values(
-                    status=DeliveryStatus.FAILED,
-                    reason="internal_error",
-                    attempts=item.attempts + 1,
-                    last_error=error,
-                    lease_owner=None,
-                    lease_until=None,
-                )
-            )
-            if marked.rowcount:
-                failed = item
+            sent = {"sent_at": now, "decided_at": now, "message_id": message_id}
+            _settle(connection, delivery_id, worker.worker_id, DeliveryStatus.SENT, **sent)
+        item, blame = worker._current, worker._blame
+        if (
+            blame is not None
+            and item is not None
+            and _fail(connection, item, worker.worker_id, blame)
+        ):
+            failed = item
         outbox.release(connection, [c.id for c in worker._in_flight], worker.worker_id)
     if failed is not None:
         event(
@@ -167,16 +151,7 @@ def with_contexts(worker: Worker, batch: list[Claimed]) -> list[Claimed]:
         for item in batch:
             exc = unusable.get(item.campaign_id)
             if exc is not None:
-                connection.execute(
-                    _ours(item.id, worker.worker_id).values(
-                        status=DeliveryStatus.FAILED,
-                        reason="internal_error",
-                        attempts=item.attempts + 1,
-                        last_error=scrub(f"{type(exc).__name__}: {exc}")[:512],
-                        lease_owner=None,
-                        lease_until=None,
-                    )
-                )
+                _fail(connection, item, worker.worker_id, exc)
     for campaign_id, exc in unusable.items():
         event(
             log,
@@ -189,10 +164,36 @@ def with_contexts(worker: Worker, batch: list[Claimed]) -> list[Claimed]:
     return [item for item in batch if item.campaign_id not in unusable]
 
 
-def _ours(delivery_id: int, owner: str):
-    """An UPDATE of one row that is still ours to settle: leased by us, still queued."""
-    return update(Delivery).where(
-        Delivery.id == delivery_id,
-        Delivery.lease_owner == owner,
-        Delivery.status == DeliveryStatus.QUEUED,
+# What a settled row no longer holds, unless its outcome says otherwise.
+_CLEARED = {"reason": None, "last_error": None, "lease_owner": None, "lease_until": None}
+
+
+def _settle(
+    connection: Connection, delivery_id: int, owner: str, status: DeliveryStatus, **values: Any
+) -> bool:
+    """Give one row its outcome and its lease back, if it is still ours to settle (leased
+    by us, still queued); whether it was."""
+    marked = connection.execute(
+        update(Delivery)
+        .where(
+            Delivery.id == delivery_id,
+            Delivery.lease_owner == owner,
+            Delivery.status == DeliveryStatus.QUEUED,
+        )
+        .values({**_CLEARED, "status": status, **values})
+    )
+    return bool(marked.rowcount)
+
+
+def _fail(connection: Connection, item: Claimed, owner: str, exc: BaseException) -> bool:
+    """The row a bug or an unusable campaign stopped: failed, `internal_error`, with the
+    exception's text (scrubbed of addresses)."""
+    return _settle(
+        connection,
+        item.id,
+        owner,
+        DeliveryStatus.FAILED,
+        reason="internal_error",
+        attempts=item.attempts + 1,
+        last_error=scrub(f"{type(exc).__name__}: {exc}")[:512],
     )

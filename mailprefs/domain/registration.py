@@ -1,10 +1,11 @@
 """What a registration reads before it writes, and the new person's INSERT: the few
-statements of `subscribers.register_person`, the path of every `POST /api/v1/subscribers`
+statements of `subscribers.register`, the path of every `POST /api/v1/subscribers`
 (docs/performance.md, "Creating one subscriber (figures of 2026-12-01)")."""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,10 @@ class Registration:
     created: bool
     # Every active topic's state afterwards, where known without asking (a new person).
     known_states: dict[str, TopicState] | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        """Unpacks as `(subscriber, created)`, for callers that need no more."""
+        return iter((self.subscriber, self.created))
 
     def states(self, session: Session) -> dict[str, TopicState]:
         """The person's topic states, as `consent.states` answers."""

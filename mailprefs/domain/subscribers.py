@@ -142,29 +142,6 @@ def register(
     hash_key: str,
     evidence: Evidence,
     reopen: bool = False,
-) -> tuple[Subscriber, bool]:
-    """`register_person`, for callers that need only the person and whether they are new."""
-    done = register_person(
-        session,
-        email=email,
-        attributes=attributes,
-        consents=consents,
-        hash_key=hash_key,
-        evidence=evidence,
-        reopen=reopen,
-    )
-    return done.subscriber, done.created
-
-
-def register_person(
-    session: Session,
-    *,
-    email: str,
-    attributes: dict[str, Any] | None,
-    consents: list[ConsentRequest],
-    hash_key: str,
-    evidence: Evidence,
-    reopen: bool = False,
 ) -> Registration:
     """Register a person (or re-register one), apply their consents.
 

@@ -82,7 +82,7 @@ def _hash_key() -> str:
 def create_subscriber(call: Call):
     body: SubscriberIn = call.body
     try:
-        done = subscribers.register_person(
+        done = subscribers.register(
             call.session,
             email=body.email,
             attributes=body.attributes,
