@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mailprefs import clock
-from mailprefs.domain import confirmations, import_bulk, policies
+from mailprefs.domain import confirmations, import_bulk, policies, webhooks
 from mailprefs.domain.addresses import address_hash
 from mailprefs.domain.consent import transition
 from mailprefs.domain.errors import Invalid
@@ -391,6 +391,7 @@ def _flush_events(
     import_bulk.insert_rows(
         session, "topic_subscriptions", STATE_COLUMNS, known, upsert=UPSERT_STATE
     )
+    _announce(session, ctx, events)
     if ctx.send_confirmations and not ctx.dry_run:
         for (person_id, topic_id), values in latest.items():
             if values[2] == TopicState.PENDING.value:
@@ -400,3 +401,27 @@ def _flush_events(
                     session.get(Topic, topic_id),
                     ctx.actor,
                 )
+
+
+def _announce(session: Session, ctx: Context, events: list[tuple[Any, ...]]) -> None:
+    """A `subscription.changed` webhook event for each consent event, in the batch's
+    transaction, when an endpoint wants them: the session hook that writes them for the
+    rows the ORM flushes does not see rows written in bulk (docs/reputation.md)."""
+    connection = session.connection()
+    endpoints = webhooks.subscriptions(connection)
+    if ctx.dry_run or not any("subscription.changed" in kinds for _, kinds in endpoints):
+        return
+    query = select(_people.c.id, _people.c.public_id)
+    public = {
+        r.id: r.public_id
+        for r in import_bulk.lookup(session, query, _people.c.id, {e[0] for e in events})
+    }
+    topics = {topic.id: topic for topic in ctx.topics.values()}
+    for event in events:  # in the order of the file: in order per person
+        person, topic = public[event[0]], topics[event[1]]
+        data = webhooks.topic_change(
+            person, event[2], event[3], event[10], topic.slug, topic.double_opt_in
+        )
+        webhooks.emit(
+            connection, "subscription.changed", data, ordering_key=person, endpoints=endpoints
+        )

@@ -264,24 +264,35 @@ def _campaign_id(session: Session, campaign_id: int | None) -> str | None:
     return campaign.public_id if campaign is not None else None
 
 
+def topic_change(
+    person: str | None, action: str, source: str, at: datetime, topic: str, double_opt_in: bool
+) -> dict[str, Any]:
+    """The data of a `subscription.changed` event for a topic's consent event."""
+    state = {"opt_out": "opted_out", "confirm": "opted_in"}.get(action)
+    if state is None:
+        state = "pending" if double_opt_in else "opted_in"
+    return {
+        "subscriber": person,
+        "action": action,
+        "source": source,
+        "at": at.isoformat(),
+        "topic": topic,
+        "state": state,
+    }
+
+
 def _consent(session: Session, row: ConsentEvent) -> tuple[str, dict[str, Any], str | None]:
     person = _public_id(session, row.subscriber_id)
     if row.action == ConsentAction.ERASE:
         return "subscriber.erased", {"subscriber": person}, person
-    data: dict[str, Any] = {
-        "subscriber": person,
-        "action": row.action.value,
-        "source": row.source,
-        "at": row.occurred_at.isoformat(),
-    }
+    action, at = row.action.value, row.occurred_at
     if row.topic_id is None:  # account-level: deactivate, reactivate
-        data.update(topic=None, state="deactivated" if row.action == "deactivate" else "active")
-    else:
-        topic = session.get(Topic, row.topic_id)
-        state = {"opt_out": "opted_out", "confirm": "opted_in"}.get(row.action.value)
-        if state is None:
-            state = "pending" if topic.double_opt_in else "opted_in"
-        data.update(topic=topic.slug, state=state)
+        data: dict[str, Any] = {"subscriber": person, "action": action, "source": row.source}
+        data.update(at=at.isoformat(), topic=None)
+        data["state"] = "deactivated" if row.action == "deactivate" else "active"
+        return "subscription.changed", data, person
+    topic = session.get(Topic, row.topic_id)
+    data = topic_change(person, action, row.source, at, topic.slug, topic.double_opt_in)
     return "subscription.changed", data, person
 
 
