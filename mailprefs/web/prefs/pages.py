@@ -78,7 +78,8 @@ def unsubscribe_post(token: str):
     proof = evidence(source, payload)
     # A bare connection, not the ORM session: this is the one path mail clients call in
     # bulk, and the write lock is held for as short a time as possible.
-    with get_db().engine.begin() as connection:
+    db = get_db()
+    with db.write_turn(), db.engine.begin() as connection:
         done = links.opt_out(connection, payload["s"], payload["t"], proof)
     if source == "one_click":
         config = current_app.config
