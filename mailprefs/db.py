@@ -157,6 +157,9 @@ class Database:
         # One open file per process: a descriptor inherited through fork() would share
         # the lock with the parent instead of queueing against it.
         if self._turn is None or self._turn[0] != os.getpid():
+            if self._turn is not None:  # the parent's: this process's copy goes
+                os.close(self._turn[1])
+                self._turn = None
             try:
                 fd = os.open(f"{path}-writelock", os.O_RDWR | os.O_CREAT, 0o600)
             except OSError:  # a folder we cannot write to: SQLite's own lock still holds

@@ -407,21 +407,20 @@ def _announce(session: Session, ctx: Context, events: list[tuple[Any, ...]]) -> 
     """A `subscription.changed` webhook event for each consent event, in the batch's
     transaction, when an endpoint wants them: the session hook that writes them for the
     rows the ORM flushes does not see rows written in bulk (docs/reputation.md)."""
+    if ctx.dry_run:
+        return
     connection = session.connection()
     endpoints = webhooks.subscriptions(connection)
-    if ctx.dry_run or not any("subscription.changed" in kinds for _, kinds in endpoints):
+    if not any("subscription.changed" in kinds for _, kinds in endpoints):
         return
     query = select(_people.c.id, _people.c.public_id)
-    public = {
-        r.id: r.public_id
-        for r in import_bulk.lookup(session, query, _people.c.id, {e[0] for e in events})
-    }
+    people = {e[0] for e in events}
+    public = {r.id: r.public_id for r in import_bulk.lookup(session, query, _people.c.id, people)}
     topics = {topic.id: topic for topic in ctx.topics.values()}
     for event in events:  # in the order of the file: in order per person
-        person, topic = public[event[0]], topics[event[1]]
-        data = webhooks.topic_change(
-            person, event[2], event[3], event[10], topic.slug, topic.double_opt_in
-        )
+        person, topic, action = public[event[0]], topics[event[1]], event[2]
+        state = webhooks.topic_state(action, topic.double_opt_in)
+        data = webhooks.change_data(person, action, event[3], event[10], topic.slug, state)
         webhooks.emit(
             connection, "subscription.changed", data, ordering_key=person, endpoints=endpoints
         )

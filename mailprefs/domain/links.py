@@ -123,19 +123,10 @@ def opt_out(
         raise Gone(ERASED_DETAIL)
     # Written on the cursor: no session hook saw it. Most sites have no endpoint for it.
     if event is not None and webhooks.listened(connection, "subscription.changed"):
-        webhooks.emit(
-            connection,
-            "subscription.changed",
-            {
-                "subscriber": public_id,
-                "action": "opt_out",
-                "source": evidence.source,
-                "at": occurred.isoformat(),
-                "topic": slug,
-                "state": "opted_out",
-            },
-            ordering_key=public_id,
+        data = webhooks.change_data(
+            public_id, "opt_out", evidence.source, occurred, slug, "opted_out"
         )
+        webhooks.emit(connection, "subscription.changed", data, ordering_key=public_id)
     return Unsubscribed(event is not None, topic_name, email)
 
 

@@ -208,14 +208,12 @@ def register(
             consent.account_event(session, subscriber, ConsentAction.REACTIVATE, evidence)
             reactivated = True
     states = dict.fromkeys(active_topics, TopicState.NONE) if created else None
-    changed: set[str] = set()
     for topic, request in topics:
-        # A new person has no state yet for a topic this loop has not changed.
-        fresh = states is not None and topic.slug not in changed
+        # A new person has no stored state for a topic still at NONE here.
+        fresh = states is not None and states.get(topic.slug) == TopicState.NONE
         state, event = consent.change(
             session, subscriber, topic, request.action, request.evidence, no_state_yet=fresh
         )
-        changed.add(topic.slug)
         if states is not None:
             states[topic.slug] = state
         confirmations.after_change(

@@ -264,13 +264,16 @@ def _campaign_id(session: Session, campaign_id: int | None) -> str | None:
     return campaign.public_id if campaign is not None else None
 
 
-def topic_change(
-    person: str | None, action: str, source: str, at: datetime, topic: str, double_opt_in: bool
-) -> dict[str, Any]:
-    """The data of a `subscription.changed` event for a topic's consent event."""
+def topic_state(action: str, double_opt_in: bool) -> str:
+    """The state a topic's consent event leaves, as `subscription.changed` names it."""
     state = {"opt_out": "opted_out", "confirm": "opted_in"}.get(action)
-    if state is None:
-        state = "pending" if double_opt_in else "opted_in"
+    return state or ("pending" if double_opt_in else "opted_in")
+
+
+def change_data(
+    person: str | None, action: str, source: str, at: datetime, topic: str | None, state: str
+) -> dict[str, Any]:
+    """The data of a `subscription.changed` event (`topic` None: the whole account)."""
     return {
         "subscriber": person,
         "action": action,
@@ -285,14 +288,13 @@ def _consent(session: Session, row: ConsentEvent) -> tuple[str, dict[str, Any], 
     person = _public_id(session, row.subscriber_id)
     if row.action == ConsentAction.ERASE:
         return "subscriber.erased", {"subscriber": person}, person
-    action, at = row.action.value, row.occurred_at
+    action = row.action.value
     if row.topic_id is None:  # account-level: deactivate, reactivate
-        data: dict[str, Any] = {"subscriber": person, "action": action, "source": row.source}
-        data.update(at=at.isoformat(), topic=None)
-        data["state"] = "deactivated" if row.action == "deactivate" else "active"
-        return "subscription.changed", data, person
-    topic = session.get(Topic, row.topic_id)
-    data = topic_change(person, action, row.source, at, topic.slug, topic.double_opt_in)
+        topic, state = None, "deactivated" if action == "deactivate" else "active"
+    else:
+        found = session.get(Topic, row.topic_id)
+        topic, state = found.slug, topic_state(action, found.double_opt_in)
+    data = change_data(person, action, row.source, row.occurred_at, topic, state)
     return "subscription.changed", data, person
 
 
